@@ -1,0 +1,38 @@
+# Two commands: `make test` (set-up + the whole CPU suite) and `make explain` (the CPU demo).
+# The venv gets the CPU build of torch first, so that nothing pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mapo-verl-installed
+TORCH_CPU    ?= torch==2.13.0
+VERL_PIN     ?= verl[verl-core]==0.9.1
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: venv test lint explain doctor bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_CPU)
+	$(PY) -m pip install --quiet -e '.[test]' '$(VERL_PIN)'
+	@touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+explain: venv
+	$(PY) -m mapo_verl explain 0.9 1 1 1
+
+doctor: venv
+	$(PY) -m mapo_verl doctor
+
+bench: venv
+	$(PY) benchmarks/bench_advantage.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,188 @@
+"""Command line: ``python -m mapo_verl explain|doctor``.
+
+``explain``  one group's rewards -> p, lambda(p) and each response's GRPO, APD and MAPO advantage.
+``doctor``   is ``mapo`` registered where verl computes advantages? (fresh interpreter, Ray workers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as metadata
+import os
+import subprocess
+import sys
+import traceback
+
+import torch
+
+from mapo_verl import __version__
+from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, group_ids_from_index, mixed_advantage
+
+ENTRY_POINT_GROUP = "verl.plugins"
+ENTRY_POINT_NAME = "mapo"
+
+
+# --------------------------------------------------------------------------------------- explain
+def explain(rewards: list[float], success_threshold: float, lambda_fn: str, epsilon: float, norm_by_std: bool) -> str:
+    """The table ``python -m mapo_verl explain`` prints for one group of rewards."""
+    scores = torch.tensor(rewards, dtype=torch.float64)
+    groups = group_ids_from_index([0] * len(rewards))
+
+    def run(fn: str):
+        return mixed_advantage(
+            scores, groups, success_threshold=success_threshold, lambda_fn=fn, epsilon=epsilon, norm_by_std=norm_by_std
+        )
+
+    grpo, apd, mapo = run("zero"), run("one"), run(lambda_fn)
+    g = len(rewards)
+    n = int(mapo.success.sum())
+    p, lam = float(mapo.success_ratio[0]), float(mapo.certainty_weight[0])
+    mu = scores.mean().item()
+    sigma = scores.std().item() if g > 1 else float("nan")
+    dev_name = "GRPO" if norm_by_std else "Dr.GRPO"
+    lines = [
+        f"group of G={g} rewards, success = reward >= {success_threshold:g}",
+        f"  successes N = {n}   p = N/G = {p:.4f}   lambda(p) = {lam:.4f}  ({lambda_fn})",
+        f"  mu = {mu:.4f}   sigma = {sigma:.4f} (unbiased)",
+        "",
+        f"  {'i':>3} {'reward':>9} {'success':>8} {dev_name:>10} {'APD':>10} {'MAPO':>10}",
+    ]
+    for i, r in enumerate(rewards):
+        lines.append(
+            f"  {i:>3} {r:>9.4g} {'yes' if bool(mapo.success[i]) else 'no':>8} "
+            f"{float(grpo.advantage[i]):>10.4f} {float(apd.advantage[i]):>10.4f} {float(mapo.advantage[i]):>10.4f}"
+        )
+    lines += [
+        "",
+        f"  MAPO = (1 - lambda) * {dev_name} + lambda * APD = {1 - lam:.4f} * {dev_name} + {lam:.4f} * APD",
+        f"  {dev_name}: (r - mu) / (sigma + eps)" if norm_by_std else f"  {dev_name}: r - mu",
+        "  APD: (r - mu) / (|mu| + eps)",
+    ]
+    if g == 1:
+        lines.append("  a group of one response has no relative signal: every advantage is 0")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- doctor
+_REGISTRY_PROBE = (
+    "import verl\n"
+    "from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY\n"
+    "print('mapo' in ADV_ESTIMATOR_REGISTRY)\n"
+)
+
+
+def _probe_worker() -> dict:
+    """Runs inside a Ray worker: does a plain ``import verl`` register mapo there?"""
+    import socket
+
+    result = {"host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        import verl
+        from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
+
+        result.update(verl=verl.__version__, registered=ENTRY_POINT_NAME in ADV_ESTIMATOR_REGISTRY)
+    except Exception:
+        result.update(verl=None, registered=False, error=traceback.format_exc())
+    return result
+
+
+def _check_ray(address: str | None) -> list[dict]:
+    """Run :func:`_probe_worker` once on every alive node of a Ray cluster (a local one if no address)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        probe = ray.remote(num_cpus=0)(_probe_worker)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        refs = [
+            probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
+            for n in nodes
+        ]
+        return ray.get(refs, timeout=300)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def doctor(ray_check: bool = True, ray_address: str | None = None) -> int:
+    """Print where ``mapo`` is (or is not) registered and why; 0 when all is well."""
+    problems: list[str] = []
+
+    def say(ok: bool | None, what: str) -> None:
+        mark = {True: "ok ", False: "FAIL", None: "info"}[ok]
+        print(f"[{mark}] {what}")
+        if ok is False:
+            problems.append(what)
+
+    say(None, f"mapo-verl {__version__}, Python {sys.version.split()[0]}, torch {torch.__version__}")
+    try:
+        verl_version = metadata.version("verl")
+    except metadata.PackageNotFoundError:
+        say(False, "verl is not installed: pip install 'verl>=0.9'")
+        return 1
+    say(None, f"verl {verl_version}")
+    major_minor = tuple(int(x) for x in verl_version.split(".")[:2] if x.isdigit())
+    if major_minor < (0, 9):
+        say(False, "verl < 0.9 does not load entry points; export VERL_USE_EXTERNAL_MODULES=mapo_verl instead")
+
+    policy = os.environ.get("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
+    allowed = policy == "auto" or ENTRY_POINT_NAME in {p.strip() for p in policy.split(",")}
+    say(allowed, f"VERL_USE_EXTERNAL_PLUGINS={policy!r} {'allows' if allowed else 'excludes'} the 'mapo' plugin")
+
+    eps = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == ENTRY_POINT_NAME]
+    say(bool(eps), f"entry point {ENTRY_POINT_GROUP}:{ENTRY_POINT_NAME} -> {eps[0].value if eps else 'missing'}")
+    for ep in eps:
+        try:
+            ep.load()
+            say(True, f"entry point {ep.value} imports cleanly (verl only logs such failures at debug level)")
+        except Exception:
+            say(False, f"entry point {ep.value} fails to import:\n{traceback.format_exc()}")
+
+    fresh = subprocess.run([sys.executable, "-c", _REGISTRY_PROBE], capture_output=True, text=True, timeout=300)
+    registered = fresh.returncode == 0 and fresh.stdout.strip().endswith("True")
+    detail = "" if registered else f"\n{fresh.stdout}{fresh.stderr}"
+    say(registered, f"fresh interpreter: `import verl` registers 'mapo'{detail}")
+
+    if ray_check:
+        try:
+            for r in _check_ray(ray_address):
+                where = f"{r['host']} (pid {r['pid']}, verl {r.get('verl')})"
+                say(r["registered"], f"Ray worker on {where}: 'mapo' registered{chr(10) + r['error'] if 'error' in r else ''}")
+        except Exception:
+            say(False, f"Ray check failed:\n{traceback.format_exc()}")
+    print("all good: algorithm.adv_estimator=mapo will resolve" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
+# ------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mapo_verl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("explain", help="advantages of one group of rewards under GRPO, APD and MAPO")
+    ex.add_argument("rewards", nargs="+", type=float, help="the group's outcome rewards, e.g. 0.9 1 1 1")
+    ex.add_argument("--success-threshold", type=float, default=1.0, help="reward counted as a success (1.0)")
+    ex.add_argument("--lambda-fn", choices=sorted(LAMBDA_FUNCTIONS), default="tcr", help="lambda(p) (tcr)")
+    ex.add_argument("--epsilon", type=float, default=1e-6)
+    ex.add_argument("--no-std", action="store_true", help="deviation without std normalisation (Dr.GRPO)")
+
+    doc = sub.add_parser("doctor", help="check that verl sees the mapo estimator, here and in Ray workers")
+    doc.add_argument("--no-ray", action="store_true", help="skip the Ray worker check")
+    doc.add_argument("--ray-address", default=None, help="check every node of this running cluster (e.g. auto)")
+
+    args = parser.parse_args(argv)
+    if args.command == "explain":
+        print(explain(args.rewards, args.success_threshold, args.lambda_fn, args.epsilon, not args.no_std))
+        return 0
+    return doctor(ray_check=not args.no_ray, ray_address=args.ray_address)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""verl glue: registers the ``mapo`` advantage estimator in verl's ``core_algos`` registry.
+
+verl (>= 0.9) imports this module on every ``import verl`` through the ``verl.plugins`` entry
+point that ``pyproject.toml`` declares, in the driver and in every Ray actor, including the
+TaskRunner where advantages are computed.  For older verl set
+``VERL_USE_EXTERNAL_MODULES=mapo_verl``.
+
+All the math lives in :mod:`mapo_verl.mixed_advantage`; this module only adapts verl's
+calling convention (token-level tensors, a uid array, the ``algorithm`` config section).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from verl.trainer.ppo import core_algos
+
+from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, MixedAdvantage, group_ids_from_index, mixed_advantage
+
+ESTIMATOR_NAME = "mapo"
+
+logger = logging.getLogger(__name__)
+_warned_singleton = False
+
+
+@dataclass(frozen=True)
+class MapoSettings:
+    """The knobs under ``algorithm.mapo`` (plus verl's ``algorithm.norm_adv_by_std_in_grpo``)."""
+
+    success_threshold: float = 1.0
+    lambda_fn: str = "tcr"
+    epsilon: float = 1e-6
+    norm_adv_by_std: bool = True
+
+
+MAPO_KEYS = ("success_threshold", "lambda_fn", "epsilon")
+
+
+def _get(section: Any, key: str, default: Any) -> Any:
+    """Read ``key`` from a DictConfig, a dict, or a dataclass-like object; ``default`` if absent."""
+    if section is None:
+        return default
+    if isinstance(section, Mapping) or hasattr(section, "get"):
+        value = section.get(key, default)
+    else:
+        value = getattr(section, key, default)
+    return default if value is None else value
+
+
+def settings_from_config(config: Any) -> MapoSettings:
+    """Build :class:`MapoSettings` from the ``algorithm`` config section verl passes (or None).
+
+    Raises ValueError naming the offending ``algorithm.mapo.*`` key for unknown keys (a typo
+    would otherwise silently run the defaults) and for values out of range.
+    """
+    section = _get(config, "mapo", None)
+    if section is not None:
+        keys = list(section.keys()) if hasattr(section, "keys") else []
+        unknown = sorted(str(k) for k in keys if k not in MAPO_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) algorithm.mapo.{', algorithm.mapo.'.join(unknown)}; valid keys: {', '.join(MAPO_KEYS)}"
+            )
+    defaults = MapoSettings()
+    lambda_fn = str(_get(section, "lambda_fn", defaults.lambda_fn))
+    if lambda_fn not in LAMBDA_FUNCTIONS:
+        raise ValueError(
+            f"algorithm.mapo.lambda_fn={lambda_fn!r} is not a known lambda function; "
+            f"valid names: {', '.join(sorted(LAMBDA_FUNCTIONS))}"
+        )
+    try:
+        threshold = float(_get(section, "success_threshold", defaults.success_threshold))
+        epsilon = float(_get(section, "epsilon", defaults.epsilon))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"algorithm.mapo.success_threshold and algorithm.mapo.epsilon must be numbers: {err}") from None
+    if not np.isfinite(threshold):
+        raise ValueError(f"algorithm.mapo.success_threshold must be finite, got {threshold}")
+    if not (np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"algorithm.mapo.epsilon must be a positive number, got {epsilon}")
+    norm = bool(_get(config, "norm_adv_by_std_in_grpo", defaults.norm_adv_by_std))
+    return MapoSettings(success_threshold=threshold, lambda_fn=lambda_fn, epsilon=epsilon, norm_adv_by_std=norm)
+
+
+def _check_inputs(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any) -> None:
+    if token_level_rewards.ndim != 2:
+        raise ValueError(
+            f"token_level_rewards must be (batch, response_length), got shape {tuple(token_level_rewards.shape)}"
+        )
+    if response_mask.shape != token_level_rewards.shape:
+        raise ValueError(
+            f"response_mask shape {tuple(response_mask.shape)} does not match "
+            f"token_level_rewards shape {tuple(token_level_rewards.shape)}"
+        )
+    if index is None:
+        raise ValueError(
+            "the mapo estimator needs `index` (verl passes data.non_tensor_batch['uid']): "
+            "responses must be grouped by prompt; is `uid` missing from the batch?"
+        )
+    if len(index) != token_level_rewards.shape[0]:
+        raise ValueError(f"index has {len(index)} entries but token_level_rewards has {token_level_rewards.shape[0]} rows")
+
+
+def _check_finite(scores: torch.Tensor, labels: np.ndarray, ids: np.ndarray) -> None:
+    bad = ~torch.isfinite(scores)
+    if bool(bad.any()):  # the one host sync of the estimator
+        rows = bad.nonzero().flatten().cpu().numpy()
+        uids = list(dict.fromkeys(str(labels[ids[r]]) for r in rows[:5]))
+        raise ValueError(
+            f"{rows.size} of {scores.numel()} response scores are NaN or infinite "
+            f"(rows {rows[:5].tolist()}, uids {uids}); check the reward function"
+        )
+
+
+def mapo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray | None = None,
+    config: Any = None,
+    **_: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAPO outcome advantage in verl's estimator signature.
+
+    s_i = sum_t token_level_rewards[i, t]; A_i from :func:`mapo_verl.mixed_advantage.mixed_advantage`
+    with knobs from ``config`` (``algorithm.mapo.*``, ``algorithm.norm_adv_by_std_in_grpo``).
+    Returns ``(advantages, returns)``, both A_i broadcast over the tokens times ``response_mask``,
+    in the rewards' dtype and device.
+    """
+    result = compute_mixed_advantage(token_level_rewards, response_mask, index, config)
+    advantages = result.advantage.unsqueeze(-1) * response_mask
+    if advantages.dtype != token_level_rewards.dtype:
+        advantages = advantages.to(token_level_rewards.dtype)
+    return advantages, advantages
+
+
+def compute_mixed_advantage(
+    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any
+) -> MixedAdvantage:
+    """Validate verl's inputs and run the pure-math estimator on the outcome scores."""
+    global _warned_singleton
+    settings = settings_from_config(config)
+    _check_inputs(token_level_rewards, response_mask, index)
+    with torch.no_grad():
+        scores = token_level_rewards.sum(dim=-1)
+        groups = group_ids_from_index(index)
+        _check_finite(scores, groups.labels, groups.ids)
+        if not _warned_singleton and bool((groups.sizes == 1).any()):
+            _warned_singleton = True
+            logger.warning(
+                "mapo: %d of %d groups hold a single response and get advantage 0 (no relative signal); "
+                "is actor_rollout_ref.rollout.n >= 2? (warned once per process)",
+                int((groups.sizes == 1).sum()),
+                groups.num_groups,
+            )
+        return mixed_advantage(
+            scores,
+            groups,
+            success_threshold=settings.success_threshold,
+            lambda_fn=settings.lambda_fn,
+            epsilon=settings.epsilon,
+            norm_by_std=settings.norm_adv_by_std,
+        )
+
+
+def _is_ours(fn: Any) -> bool:
+    return getattr(fn, "__module__", None) == __name__ and getattr(fn, "__qualname__", None) == "mapo_advantage"
+
+
+def register() -> None:
+    """Put :func:`mapo_advantage` in verl's registry under ``mapo``; harmless to call again.
+
+    A stale copy of our own function (after ``importlib.reload``) is replaced; an unrelated
+    estimator already named ``mapo`` is an error rather than silently overridden.
+    """
+    registry = core_algos.ADV_ESTIMATOR_REGISTRY
+    existing = registry.get(ESTIMATOR_NAME)
+    if existing is mapo_advantage:
+        return
+    if existing is not None and not _is_ours(existing):
+        raise ValueError(
+            f"another advantage estimator is already registered as {ESTIMATOR_NAME!r}: "
+            f"{getattr(existing, '__module__', '?')}.{getattr(existing, '__qualname__', existing)}"
+        )
+    registry.pop(ESTIMATOR_NAME, None)
+    core_algos.register_adv_est(ESTIMATOR_NAME)(mapo_advantage)
+
+
+register()
