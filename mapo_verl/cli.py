@@ -1,7 +1,8 @@
-"""Command line: ``python -m mapo_verl explain|doctor``.
+"""Command line: ``python -m mapo_verl explain|doctor|check``.
 
 ``explain``  one group's rewards -> p, lambda(p) and each response's GRPO, APD and MAPO advantage.
 ``doctor``   is ``mapo`` registered where verl computes advantages? (fresh interpreter, Ray workers)
+``check``    pre-flight: compose a training config as main_ppo does and validate it without GPUs.
 """
 
 from __future__ import annotations
@@ -154,7 +155,10 @@ def doctor(ray_check: bool = True, ray_address: str | None = None) -> int:
         try:
             for r in _check_ray(ray_address):
                 where = f"{r['host']} (pid {r['pid']}, verl {r.get('verl')})"
-                say(r["registered"], f"Ray worker on {where}: 'mapo' registered{chr(10) + r['error'] if 'error' in r else ''}")
+                say(
+                    r["registered"],
+                    f"Ray worker on {where}: 'mapo' registered{chr(10) + r['error'] if 'error' in r else ''}",
+                )
         except Exception:
             say(False, f"Ray check failed:\n{traceback.format_exc()}")
     print("all good: algorithm.adv_estimator=mapo will resolve" if not problems else f"{len(problems)} problem(s)")
@@ -177,7 +181,23 @@ def main(argv: list[str] | None = None) -> int:
     doc.add_argument("--no-ray", action="store_true", help="skip the Ray worker check")
     doc.add_argument("--ray-address", default=None, help="check every node of this running cluster (e.g. auto)")
 
+    chk = sub.add_parser(
+        "check",
+        help="pre-flight: compose a config as main_ppo does and validate it without GPUs",
+        description="Compose --config-path/--config-name with the overrides exactly as "
+        "`python -m verl.trainer.main_ppo` would, run verl's validate_config and MAPO's checks; exit 1 on any problem.",
+    )
+    chk.add_argument(
+        "--config-path", "-cp", default=None, help="config directory (absolute; main_ppo's default: verl's)"
+    )
+    chk.add_argument("--config-name", "-cn", default="ppo_trainer", help="config name (ppo_trainer)")
+    chk.add_argument("overrides", nargs="*", help="Hydra overrides, as given to main_ppo (key=value, +key=value)")
+
     args = parser.parse_args(argv)
+    if args.command == "check":
+        from mapo_verl.check import main as check_main
+
+        return check_main(args.config_path, args.config_name, args.overrides)
     if args.command == "explain":
         print(explain(args.rewards, args.success_threshold, args.lambda_fn, args.epsilon, not args.no_std))
         return 0

@@ -166,7 +166,7 @@ def mixed_advantage(
 
     sums = torch.zeros(groups.num_groups, dtype=torch.float64, device=device).index_add_(0, ids, s)
     mean_g = sums / sizes
-    centred = s - mean_g[ids]
+    centred = s - mean_g.index_select(0, ids)
     sq = torch.zeros_like(sums).index_add_(0, ids, centred * centred)
     std_g = (sq / (sizes - 1.0).clamp_min(1.0)).sqrt()  # Bessel-corrected, as torch.std
 
@@ -176,12 +176,13 @@ def mixed_advantage(
     ratio_g = successes_g / sizes
     weight_g = trajectory_certainty_weight(ratio_g, lambda_fn)
 
-    mean, std, ratio, weight = mean_g[ids], std_g[ids], ratio_g[ids], weight_g[ids]
+    # index_select, not advanced indexing: x[ids] takes milliseconds on a busy multi-threaded CPU.
+    mean, std, ratio, weight = (x.index_select(0, ids) for x in (mean_g, std_g, ratio_g, weight_g))
     deviation = group_deviation(s, mean, std, epsilon, norm_by_std)
     percent = advantage_percent_deviation(s, mean, epsilon)
     advantage = (1.0 - weight) * deviation + weight * percent
 
-    singleton = (sizes == 1.0)[ids]
+    singleton = (sizes == 1.0).index_select(0, ids)
     advantage = advantage.masked_fill(singleton, 0.0)
 
     out = scores.dtype

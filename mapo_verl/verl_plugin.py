@@ -77,7 +77,9 @@ def settings_from_config(config: Any) -> MapoSettings:
         threshold = float(_get(section, "success_threshold", defaults.success_threshold))
         epsilon = float(_get(section, "epsilon", defaults.epsilon))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"algorithm.mapo.success_threshold and algorithm.mapo.epsilon must be numbers: {err}") from None
+        raise ValueError(
+            f"algorithm.mapo.success_threshold and algorithm.mapo.epsilon must be numbers: {err}"
+        ) from None
     if not np.isfinite(threshold):
         raise ValueError(f"algorithm.mapo.success_threshold must be finite, got {threshold}")
     if not (np.isfinite(epsilon) and epsilon > 0):
@@ -102,7 +104,9 @@ def _check_inputs(token_level_rewards: torch.Tensor, response_mask: torch.Tensor
             "responses must be grouped by prompt; is `uid` missing from the batch?"
         )
     if len(index) != token_level_rewards.shape[0]:
-        raise ValueError(f"index has {len(index)} entries but token_level_rewards has {token_level_rewards.shape[0]} rows")
+        raise ValueError(
+            f"index has {len(index)} entries but token_level_rewards has {token_level_rewards.shape[0]} rows"
+        )
 
 
 def _check_finite(scores: torch.Tensor, labels: np.ndarray, ids: np.ndarray) -> None:
