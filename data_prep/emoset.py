@@ -1,0 +1,178 @@
+"""EmoSet-118K -> ``OUT/train.parquet``, ``OUT/test.parquet`` (and ``OUT/validation.parquet`` with ``--val-size``).
+
+Sources (``--local-dataset-path SRC``, required):
+
+* the official release (https://vcc.tech/EmoSet; request access, unzip): ``SRC/image/<emotion>/*.jpg``,
+  ``SRC/annotation/<emotion>/*.json`` and ``SRC/{train,val,test}.json``, each a list of
+  ``[emotion, image_path, annotation_path]`` with paths relative to ``SRC``;
+* or a hub mirror / local copy in the hub layout with an image and a label column (``--image-column``,
+  ``--label-column``; a ``ClassLabel`` is mapped to its names) and ``train``/``test`` (and ``validation``) splits.
+
+Eight classes: amusement, awe, contentment, excitement, anger, disgust, fear, sadness. ``--train-size``,
+``--test-size`` and ``--val-size`` (a number or ``all``) take class-stratified random subsets with ``--seed``;
+the defaults (2000 / 2000 / none) follow the paper's ~2k-sample subsets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from data_prep.common import (
+    PrepError,
+    Summary,
+    base_parser,
+    fold_label,
+    load_hub_split,
+    out_dir_of,
+    parse_size,
+    run_main,
+    stratified_sample,
+    write_split,
+)
+from data_prep.emotion_sets import emotion_row
+
+LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
+DATA_SOURCE = "emoset"
+#: output split -> (official json, hub split names tried in order)
+SPLITS = {
+    "train": ("train.json", ("train",)),
+    "validation": ("val.json", ("validation", "val")),
+    "test": ("test.json", ("test",)),
+}
+IMAGE_COLUMNS = ("image", "img", "images")
+LABEL_COLUMNS = ("label", "emotion", "labels")
+
+
+def _sizes(args: argparse.Namespace) -> dict[str, int | None]:
+    sizes = {"train": args.train_size, "test": args.test_size}
+    if args.val_size != 0:
+        sizes["validation"] = args.val_size
+    return sizes
+
+
+def _official(args: argparse.Namespace, root: Path, summary: Summary) -> None:
+    for split, size in _sizes(args).items():
+        index_file = root / SPLITS[split][0]
+        try:
+            entries = json.loads(index_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PrepError(f"emoset split {split!r}: cannot read {index_file}: {exc}") from exc
+        if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) >= 2 for e in entries):
+            raise PrepError(f"{index_file}: expected a list of [emotion, image_path, annotation_path]")
+        keep = stratified_sample([fold_label(e[0]) for e in entries], size, args.seed)
+
+        def convert(i: int, item: tuple[int, list], split: str = split) -> dict:
+            index, entry = item
+            return emotion_row(
+                data_source=DATA_SOURCE,
+                image=str(entry[1]),
+                label=str(entry[0]),
+                labels=LABELS,
+                split=split,
+                index=index,
+                source_id=str(entry[1]),
+                max_pixels=args.max_pixels,
+                base_dir=root,
+            )
+
+        write_split(
+            summary=summary,
+            split=split,
+            records=((i, entries[i]) for i in keep),
+            convert=convert,
+            record_id=lambda i, item: f"{item[1][1]} (index {item[0]})",
+            args=args,
+            total=len(keep),
+        )
+
+
+def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise PrepError(f"emoset: no {what} column {wanted!r} (columns: {', '.join(columns)})")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise PrepError(f"emoset: no {what} column among {candidates}; pass --{what}-column")
+
+
+def _hub(args: argparse.Namespace, src: str, summary: Summary) -> None:
+    import datasets
+
+    for split, size in _sizes(args).items():
+        ds = None
+        for name in SPLITS[split][1]:
+            try:
+                ds = load_hub_split(src, src, name)
+                break
+            except PrepError:
+                continue
+        if ds is None:
+            raise PrepError(f"emoset: {src} has no {' / '.join(SPLITS[split][1])} split")
+        image_col = _pick(ds.column_names, args.image_column, IMAGE_COLUMNS, "image")
+        label_col = _pick(ds.column_names, args.label_column, LABEL_COLUMNS, "label")
+        feature = ds.features[label_col]
+        names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+        raw = ds[label_col]
+        labels = [names[v] if names is not None and isinstance(v, int) and 0 <= v < len(names) else str(v) for v in raw]
+        keep = stratified_sample([fold_label(v) for v in labels], size, args.seed)
+        subset = ds.select(keep).select_columns([image_col])
+
+        def convert(
+            i: int, rec: dict, split: str = split, keep: list[int] = keep, labels: list[str] = labels, col=image_col
+        ) -> dict:
+            return emotion_row(
+                data_source=DATA_SOURCE,
+                image=rec[col],
+                label=labels[keep[i]],
+                labels=LABELS,
+                split=split,
+                index=keep[i],
+                source_id=str(keep[i]),
+                max_pixels=args.max_pixels,
+                base_dir=Path(src) if Path(src).is_dir() else None,
+            )
+
+        write_split(
+            summary=summary,
+            split=split,
+            records=subset,
+            convert=convert,
+            record_id=lambda i, rec, keep=keep: f"index {keep[i]}",
+            args=args,
+            total=len(keep),
+        )
+
+
+def prepare(args: argparse.Namespace) -> Summary:
+    if not args.local_dataset_path:
+        raise PrepError("emoset: pass --local-dataset-path (the official EmoSet-118K folder or a hub mirror id)")
+    summary = Summary("emoset", out_dir_of(args))
+    root = Path(args.local_dataset_path).expanduser()
+    if (root / "train.json").is_file():
+        _official(args, root, summary)
+    else:
+        _hub(args, args.local_dataset_path, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("emoset", __doc__)
+    parser.add_argument("--train-size", type=parse_size, default=2000, help="stratified subset size or 'all'")
+    parser.add_argument("--test-size", type=parse_size, default=2000, help="stratified subset size or 'all'")
+    parser.add_argument("--val-size", type=_val_size, default=0, help="validation subset (from val.json): N, 'all', 0")
+    parser.add_argument("--image-column", default=None, help="hub mirror: image column (default: auto)")
+    parser.add_argument("--label-column", default=None, help="hub mirror: label column (default: auto)")
+    return run_main(prepare, parser, argv)
+
+
+def _val_size(value: str) -> int | None:
+    return 0 if value.strip() == "0" else parse_size(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""WEBEmo (out-of-domain emotion test set) -> ``OUT/test.parquet``.
+
+WEBEmo is not on the hub: download it from its authors (Panda et al., ECCV 2018, "Contemplating Visual
+Emotions") and arrange it as a folder per class, ``SRC/<label>/*.jpg`` (e.g. its 7 or 25 emotion
+categories). Labels are the folder names, lower-cased, unless ``--labels a,b,c`` fixes the label set (images in
+other folders are then bad records). ``--test-size N`` takes a class-stratified subset (default: all).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from data_prep.emotion_sets import folder_set_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    return folder_set_main("webemo", __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Reward for math answers in ``\\boxed{}`` (Geo3K, MathVista, MathVision, MathVerse).
+
+Rules:
+
+* The answer is the content of the last complete ``\\boxed{...}`` (nested braces allowed).
+* Choice tasks (ground truth a single capital letter, options optionally in ``extra_info["options"]``):
+  ``B``, ``(B)``, ``B.``, ``B)``, ``\\text{B}``, ``(B) 12`` all read as ``B``; a box holding exactly the text
+  of the correct option also counts.
+* Otherwise equivalence by normalised string, then mathruler's ``grade_answer``, then math-verify
+  (``\\frac{6}{2}`` == ``3``, ``\\frac{1}{2}`` == ``0.5``). Symbolic checks only run on short answers with no
+  power towers, huge exponents or factorials, so sympy cannot hang; math-verify's own signal timeouts are
+  used when called from the main thread.
+* ``format`` is the think-then-boxed structure (:func:`reward_fns.common.has_think_then_boxed`).
+* ``score = (1 - w) * acc + w * format`` with ``format_weight`` ``w`` (default 0.1): exactly ``1.0`` means correct
+  and well formatted, MAPO's default success threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from reward_fns.common import (
+    DEFAULT_FORMAT_WEIGHT,
+    as_text,
+    compose_score,
+    extract_last_boxed,
+    has_think_then_boxed,
+    unwrap_text,
+)
+
+#: Answers longer than this are compared as strings only (no sympy).
+MAX_SYMBOLIC_CHARS = 64
+
+_LETTER = re.compile(r"\(?\s*([A-Z])\s*\)?(?:[.:)]|\s|$)")
+_GT_LETTER = re.compile(r"\(?([A-Z])\)?\.?")
+# sympy has no timeout off the main thread, and (x+y+z+1)^{50}, 9^{9^{9}}, \tan^{99}(x) or 1000! take seconds to
+# minutes: symbolic checks only run for exponents that are one digit or one letter (digits summing to at most 9,
+# at most two powers), at most two distinct variables and two subscripts, and no factorials, integrals, sums,
+# products or limits.
+_UNSAFE = re.compile(
+    r"\^\s*\{(?!\s*[-+]?[0-9a-zA-Z]\s*\})"  # a braced exponent that is not one (signed) digit or letter
+    r"|\^\s*[-+]?\d{2}"  # a bare exponent of two or more digits
+    r"|\^\s*\\"  # an exponent that is a command (\frac, \sqrt...)
+    r"|!|\\(?:int|sum|prod|lim|binom|choose)"
+)
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_EXPONENT_DIGIT = re.compile(r"\^\s*\{?\s*[-+]?(\d)")
+_SPACES = re.compile(r"\s+")
+
+
+def _options(extra_info: Any) -> list[str]:
+    """The options list from ``extra_info`` (list, tuple or numpy array after a parquet round trip)."""
+    if not isinstance(extra_info, dict):
+        return []
+    options = extra_info.get("options")
+    if options is None or isinstance(options, str | bytes) or not hasattr(options, "__iter__"):
+        return []
+    try:
+        return [as_text(option) for option in options]
+    except Exception:
+        return []
+
+
+def _letter_of(answer: str) -> str | None:
+    """Option letter a boxed answer names (``B``, ``(B)``, ``B.``, ``B) 12``), else ``None``."""
+    match = _LETTER.match(unwrap_text(answer).strip())
+    return match.group(1) if match else None
+
+
+def _plain(answer: str) -> str:
+    """Cheap normalisation for string equality: wrappers, spaces, ``$``, a trailing full stop."""
+    answer = unwrap_text(answer).replace("$", "")
+    answer = _SPACES.sub("", answer)
+    return answer.rstrip(".").lower()
+
+
+def _symbolic_safe(answer: str) -> bool:
+    """Whether sympy may see ``answer``: short, tame powers, at most two variables (see ``_UNSAFE``)."""
+    if not 0 < len(answer) <= MAX_SYMBOLIC_CHARS or answer.count("^") > 2 or answer.count("_") > 2:
+        return False
+    if _UNSAFE.search(answer) or sum(int(d) for d in _EXPONENT_DIGIT.findall(answer)) > 9:
+        return False
+    letters = {c for c in _COMMAND.sub("", answer) if c.isascii() and c.isalpha()}
+    return len(letters) <= 2
+
+
+def _mathruler_equal(pred: str, truth: str) -> bool:
+    try:
+        from mathruler.grader import grade_answer
+
+        return bool(grade_answer(pred, truth))
+    except Exception:
+        return False
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _mv_parse(text: str, timeout: int | None) -> tuple:
+    from math_verify import parse
+
+    return tuple(parse(f"${text}$", parsing_timeout=timeout))
+
+
+def _far_apart(gold: tuple, guess: tuple) -> bool:
+    """Both closed-form numbers more than 5% apart: certainly different, without sympy's slow ``verify``."""
+    try:
+        import sympy
+
+        a, b = gold[0], guess[0]
+        if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)) or a.free_symbols or b.free_symbols:
+            return False
+        x, y = complex(a.evalf(15)), complex(b.evalf(15))
+        return abs(x - y) > 0.05 * max(abs(x), abs(y))
+    except Exception:
+        return False
+
+
+def _math_verify_equal(pred: str, truth: str) -> bool:
+    try:
+        from math_verify import verify
+    except ImportError:  # pragma: no cover - math-verify is a dependency; degrade to mathruler only
+        return False
+    # math-verify's timeouts use signal.alarm, which only works on the main thread; verl calls rewards from
+    # executor threads, where the _symbolic_safe guard is what keeps sympy bounded.
+    on_main = threading.current_thread() is threading.main_thread()
+    timeout = 5 if on_main else None
+    try:
+        gold = _mv_parse(truth, timeout)
+        guess = _mv_parse(pred, timeout)
+        if not gold or not guess or _far_apart(gold, guess):
+            return False
+        return bool(verify(list(gold), list(guess), timeout_seconds=timeout))
+    except BaseException as exc:  # math-verify may raise its own TimeoutException (a BaseException subclass)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return False
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _symbolic_equal(pred: str, truth: str) -> bool:
+    # Cached: the n rollouts of one prompt share its ground truth and often box the same answer.
+    return _mathruler_equal(pred, truth) or _math_verify_equal(pred, truth)
+
+
+def answers_match(pred: str, truth: str) -> bool:
+    """Whether a boxed prediction equals a free-form ground truth."""
+    if not pred or not truth:
+        return False
+    if _plain(pred) == _plain(truth):
+        return True
+    if not (_symbolic_safe(pred) and _symbolic_safe(truth)):
+        return False
+    return _symbolic_equal(pred, truth)
+
+
+def choice_match(pred: str, truth_letter: str, options: Sequence[str]) -> bool:
+    """Whether a boxed prediction picks option ``truth_letter`` (by letter, or by the option's exact text)."""
+    letter = _letter_of(pred)
+    if letter is not None:
+        return letter == truth_letter
+    index = ord(truth_letter) - ord("A")
+    if 0 <= index < len(options) and options[index].strip():
+        return _plain(pred) == _plain(options[index])
+    return False
+
+
+def score_answer(solution_str: Any, ground_truth: Any, extra_info: Any = None) -> tuple[float, float]:
+    """``(acc, format)`` for one response, each 0.0 or 1.0."""
+    text = as_text(solution_str)
+    fmt = 1.0 if has_think_then_boxed(text) else 0.0
+    pred = extract_last_boxed(text)
+    truth = unwrap_text(as_text(ground_truth))
+    if pred is None or not truth:
+        return 0.0, fmt
+    letter = _GT_LETTER.fullmatch(truth)
+    options = _options(extra_info)
+    if letter is not None and (options or len(truth) <= 3):
+        correct = choice_match(pred, letter.group(1), options)
+    else:
+        correct = answers_match(pred, truth)
+    return (1.0 if correct else 0.0), fmt
+
+
+def compute_score(
+    data_source: Any = None,
+    solution_str: Any = "",
+    ground_truth: Any = "",
+    extra_info: Any = None,
+    format_weight: float = DEFAULT_FORMAT_WEIGHT,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """verl custom reward: ``{"score", "acc", "format"}``; never raises on any ``solution_str``."""
+    acc, fmt = score_answer(solution_str, ground_truth, extra_info)
+    return compose_score(acc, fmt, format_weight)

@@ -1,0 +1,199 @@
+"""Fixtures for the data-preparation and reward tests: generated images, small sources in each public layout, a
+Qwen2.5-VL processor built without the hub, and a runner for ``python -m data_prep.NAME``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+EMOSET_LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
+SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+# Qwen2.5-VL's chat template, reduced to what a single user turn with images needs.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def image_bytes(width: int, height: int, mode: str = "RGB", fmt: str = "JPEG", seed: int = 0) -> bytes:
+    """A generated image with a gradient, so that it is not trivially compressible (large ones are upscaled)."""
+    w, h = min(width, 64), min(height, 64)
+    image = Image.new("RGB", (w, h))
+    image.putdata([((x * 7 + seed) % 256, (y * 5 + seed) % 256, (x + y) % 256) for y in range(h) for x in range(w)])
+    if (w, h) != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    if mode != "RGB":
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m data_prep.NAME ARGS`` as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", f"data_prep.{name}", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+
+
+def write_hub_parquet(root: Path, split: str, rows: list[dict], features) -> None:
+    """``root/data/<split>-00000-of-00001.parquet``: the layout ``datasets.load_dataset(root)`` reads."""
+    import datasets
+
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    ds = datasets.Dataset.from_list(rows, features=features)
+    ds.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def geo3k_src(tmp_path_factory) -> Path:
+    """A local copy of hiyouga/geometry3k in the hub layout: 3 splits; validation has one corrupt image."""
+    import datasets
+
+    root = tmp_path_factory.mktemp("geo3k_src")
+    features = datasets.Features(
+        {
+            "images": datasets.List(datasets.Image()),
+            "problem": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+        }
+    )
+    sizes = {"train": [(64, 48), (100, 60), (30, 200)], "validation": [(56, 56), (90, 40)], "test": [(120, 80)]}
+    answers = ["3", "\\frac{1}{2}", "2\\sqrt{3}"]
+    for split, dims in sizes.items():
+        rows = []
+        for i, (w, h) in enumerate(dims):
+            data = image_bytes(w, h, seed=i)
+            if split == "validation" and i == 1:
+                data = data[:40]  # truncated JPEG
+            rows.append(
+                {
+                    "images": [{"bytes": data, "path": None}],
+                    "problem": f"<image>Find x in figure {split}-{i}.",
+                    "answer": answers[i % len(answers)],
+                }
+            )
+        write_hub_parquet(root, split, rows, features)
+    return root
+
+
+@pytest.fixture(scope="session")
+def emoset_src(tmp_path_factory) -> Path:
+    """EmoSet-118K's official layout: image/<emotion>/*.jpg, annotation/<emotion>/*.json, {train,val,test}.json.
+
+    train: 3 images per class (one a palette PNG, one RGBA, one CMYK JPEG); val: 1 per class; test: 2 per class
+    plus a record with an unknown label and one whose image file is missing.
+    """
+    root = tmp_path_factory.mktemp("emoset_src")
+    splits: dict[str, list[list[str]]] = {"train": [], "val": [], "test": []}
+    counts = {"train": 3, "val": 1, "test": 2}
+    modes = [("P", "PNG", ".png"), ("RGBA", "PNG", ".png"), ("CMYK", "JPEG", ".jpg")]
+    n = 0
+    for label in EMOSET_LABELS:
+        (root / "image" / label).mkdir(parents=True)
+        (root / "annotation" / label).mkdir(parents=True)
+        for split, count in counts.items():
+            for k in range(count):
+                mode, fmt, ext = modes[k] if split == "train" else ("RGB", "JPEG", ".jpg")
+                name = f"{label}_{n:05d}"
+                n += 1
+                (root / "image" / label / f"{name}{ext}").write_bytes(image_bytes(40 + k * 8, 32, mode, fmt, seed=n))
+                (root / "annotation" / label / f"{name}.json").write_text(json.dumps({"emotion": label}))
+                splits[split].append([label, f"image/{label}/{name}{ext}", f"annotation/{label}/{name}.json"])
+    splits["test"].append(["joy", splits["test"][0][1], splits["test"][0][2]])
+    splits["test"].append(["fear", "image/fear/does_not_exist.jpg", "annotation/fear/x.json"])
+    for split, entries in splits.items():
+        (root / f"{split}.json").write_text(json.dumps(entries))
+    return root
+
+
+@pytest.fixture(scope="session")
+def folder_tree(tmp_path_factory) -> Path:
+    """``SRC/<label>/*.jpg`` with three classes of 4, 2 and 2 images, a stray text file and a corrupt image."""
+    root = tmp_path_factory.mktemp("folder_tree")
+    for label, count in (("Joy", 4), ("sadness", 2), ("fear", 2)):
+        (root / label).mkdir()
+        for k in range(count):
+            (root / label / f"{k}.jpg").write_bytes(image_bytes(50, 30 + k, seed=k))
+    (root / "Joy" / "notes.txt").write_text("not an image")
+    (root / "fear" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    return root
+
+
+@pytest.fixture(scope="session")
+def qwen_processor(tmp_path_factory):
+    """A Qwen2.5-VL processor built without the hub: a byte-level tokenizer with Qwen's special tokens and chat
+    template (saved to disk, so verl's ``hf_tokenizer`` can load it), and ``Qwen2VLImageProcessor``'s PIL
+    backend with the paper's ``max_pixels``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS,
+        chat_template=CHAT_TEMPLATE,
+    )
+    tokenizer_dir = tmp_path_factory.mktemp("qwen_tokenizer")
+    tokenizer.save_pretrained(tokenizer_dir)
+
+    class CpuQwen25VLProcessor(Qwen2_5_VLProcessor):
+        # transformers' video processor needs torchvision, absent on CPU test machines; images need only PIL.
+        def check_argument_for_proper_class(self, argument_name, argument):
+            if argument_name == "video_processor":
+                return type(argument)
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    processor = CpuQwen25VLProcessor(
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=4194304),
+        tokenizer=tokenizer,
+        video_processor=BaseVideoProcessor(),
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.tokenizer_dir = str(tokenizer_dir)
+    return processor
+
+
+@pytest.fixture(scope="session")
+def helpers():
+    """The module-level helpers, for test files (which cannot import this conftest by name)."""
+    import types
+
+    return types.SimpleNamespace(
+        EMOSET_LABELS=EMOSET_LABELS,
+        image_bytes=image_bytes,
+        run_module=run_module,
+        write_hub_parquet=write_hub_parquet,
+    )
