@@ -3,7 +3,7 @@
 Times verl's ``grpo`` (a Python loop over responses), ``grpo_vectorized``, our ``mapo``, and the
 floor that any outcome estimator must pay (one reduction and one broadcast multiply:
 ``s = rewards.sum(-1); s[:, None] * mask``), all on the same batch with shuffled uids, and
-prints median times and ratios from one run.
+prints median times and ratios from one run (candidates timed round-robin).
 
     python benchmarks/bench_advantage.py [--device cuda] [--repeats 15]
 """
@@ -36,18 +36,27 @@ def make_batch(prompts: int, rollouts: int, tokens: int, device: str, seed: int 
     return rewards.to(device), mask.to(device), index
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, device: str, label: str) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in tqdm(range(repeats), desc=f"{label:>16}", leave=False):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+def interleaved_medians(candidates: dict[str, tuple[Callable[[], object], int]], device: str) -> dict[str, float]:
+    """Median seconds per candidate, timed round-robin so that machine drift hits all of them alike.
+
+    Each round runs every candidate that still has repeats left once; all are warmed up first.
+    """
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for fn, _ in candidates.values():
         fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    rounds = max(n for _, n in candidates.values())
+    for _ in tqdm(range(rounds), desc="rounds", leave=False):
+        for name, (fn, repeats) in candidates.items():
+            if len(times[name]) >= repeats:
+                continue
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -55,8 +64,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=512)
     parser.add_argument("--rollouts", type=int, default=12)
     parser.add_argument("--tokens", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--loop-repeats", type=int, default=3, help="repeats for verl's looped grpo (slow)")
+    parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--loop-repeats", type=int, default=5, help="repeats for verl's looped grpo (slow)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -79,7 +88,7 @@ def main() -> None:
         ),
         "grpo": (lambda: grpo(token_level_rewards=rewards, response_mask=mask, index=index), args.loop_repeats),
     }
-    medians = {name: median_seconds(fn, n, args.device, name) for name, (fn, n) in candidates.items()}
+    medians = interleaved_medians(candidates, args.device)
 
     print(
         f"batch {args.prompts} prompts x {args.rollouts} rollouts x {args.tokens} tokens, shuffled uids, "

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, MixedAdvantage, group_ids_from_index, mixed_advantage
+from mapo_verl.mixed_advantage import (
+    LAMBDA_FUNCTIONS,
+    GroupIds,
+    MixedAdvantage,
+    group_ids_from_index,
+    mixed_advantage,
+)
 
 ESTIMATOR_NAME = "mapo"
 
@@ -134,17 +140,31 @@ def mapo_advantage(
     Returns ``(advantages, returns)``, both A_i broadcast over the tokens times ``response_mask``,
     in the rewards' dtype and device.
     """
-    result = compute_mixed_advantage(token_level_rewards, response_mask, index, config)
+    result, groups = compute_mixed_advantage(token_level_rewards, response_mask, index, config)
+    _record_metrics(result, groups)
     advantages = result.advantage.unsqueeze(-1) * response_mask
     if advantages.dtype != token_level_rewards.dtype:
         advantages = advantages.to(token_level_rewards.dtype)
     return advantages, advantages
 
 
+def _record_metrics(result: MixedAdvantage, groups: GroupIds) -> None:
+    """Hand the batch to :mod:`mapo_verl.metrics` (logged by the trainer hook); never raises."""
+    try:
+        from mapo_verl import metrics
+
+        metrics.record(result, groups)
+    except Exception as err:  # metrics are optional: the estimator must keep working
+        logger.debug("mapo: metrics not recorded: %r", err)
+
+
 def compute_mixed_advantage(
     token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any
-) -> MixedAdvantage:
-    """Validate verl's inputs and run the pure-math estimator on the outcome scores."""
+) -> tuple[MixedAdvantage, GroupIds]:
+    """Validate verl's inputs and run the pure-math estimator on the outcome scores.
+
+    Returns the per-response result and the uid grouping it used (the metrics reuse both).
+    """
     global _warned_singleton
     settings = settings_from_config(config)
     _check_inputs(token_level_rewards, response_mask, index)
@@ -160,7 +180,7 @@ def compute_mixed_advantage(
                 int((groups.sizes == 1).sum()),
                 groups.num_groups,
             )
-        return mixed_advantage(
+        result = mixed_advantage(
             scores,
             groups,
             success_threshold=settings.success_threshold,
@@ -168,6 +188,7 @@ def compute_mixed_advantage(
             epsilon=settings.epsilon,
             norm_by_std=settings.norm_adv_by_std,
         )
+    return result, groups
 
 
 def _is_ours(fn: Any) -> bool:
@@ -194,3 +215,12 @@ def register() -> None:
 
 
 register()
+
+# MAPO's metrics (mean lambda, p, ...) in verl's step metrics: wraps the V1 trainer's
+# _compute_advantage once verl imports it. Optional: the estimator works without it.
+try:
+    from mapo_verl.metrics import install_trainer_hook
+
+    install_trainer_hook()
+except Exception as _err:
+    logger.warning("mapo: MAPO metrics are off (%r); the estimator works without them", _err)

@@ -1,0 +1,441 @@
+"""Pre-flight check: ``python -m mapo_verl check --config-path DIR --config-name NAME [overrides]``.
+
+Composes the config exactly as ``python -m verl.trainer.main_ppo`` would (same search path, same
+defaults, same overrides), then, without GPUs, runs verl's own validation
+(:func:`verl.utils.config.validate_config` for the declared ``trainer.nnodes x n_gpus_per_node``)
+and MAPO's: the estimator is registered, group sizes make sense, the reward can reach the success
+threshold, the data files exist with the columns the config names, the model is named, and the
+reward function can be loaded.  Every problem is printed with the config key it concerns; the exit
+status is 1 if there is any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import math
+import os
+import re
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: verl's placeholder model path in ``hf_model.yaml``: a config that still has it names no model.
+VERL_PLACEHOLDER_MODEL = "~/models/deepseek-llm-7b-chat"
+#: The reward function the shipped configs use and whose score range we know.
+ROUTER_PATH = "pkg://reward_fns.router"
+#: ``reward_fns.router``'s default ``format_weight``.
+ROUTER_DEFAULT_FORMAT_WEIGHT = 0.1
+#: Estimators whose advantage compares the responses of one prompt: they need rollout.n >= 2.
+GROUP_ESTIMATORS = frozenset({"mapo", "grpo", "grpo_vectorized", "grpo_passk", "rloo", "rloo_vectorized", "opo"})
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class CheckError(Exception):
+    """The config could not be composed at all (bad path or name, bad override)."""
+
+
+@dataclass
+class Report:
+    """What the check found, in order: (level, message) with level ok/info/warn/FAIL."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def ok(self, msg: str) -> None:
+        self.lines.append(("ok", msg))
+
+    def info(self, msg: str) -> None:
+        self.lines.append(("info", msg))
+
+    def warn(self, msg: str) -> None:
+        self.lines.append(("warn", msg))
+
+    def fail(self, msg: str) -> None:
+        self.lines.append(("FAIL", msg))
+
+    @property
+    def problems(self) -> list[str]:
+        return [m for lvl, m in self.lines if lvl == "FAIL"]
+
+    def render(self) -> str:
+        out = [f"[{lvl:^4}] {msg}" for lvl, msg in self.lines]
+        n = len(self.problems)
+        out.append("pre-flight check passed" if n == 0 else f"pre-flight check FAILED: {n} problem(s)")
+        return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------ composition
+def resolve_config_dir(config_path: str | None) -> Path | None:
+    """The config directory ``main_ppo`` would use for ``--config-path`` (None: verl's own).
+
+    Hydra resolves a relative ``--config-path`` against the directory of the script that declares
+    ``@hydra.main`` (``verl/trainer/``), not the working directory; a relative path that only
+    exists under the working directory is an error here because it is one for ``main_ppo``.
+    """
+    if config_path is None:
+        return None
+    path = Path(config_path).expanduser()
+    if path.is_absolute():
+        if not path.is_dir():
+            raise CheckError(f"--config-path {config_path}: no such directory")
+        return path
+    import verl.trainer.main_ppo as main_ppo
+
+    as_main_ppo = Path(main_ppo.__file__).parent / path
+    if as_main_ppo.is_dir():
+        return as_main_ppo.resolve()
+    hint = f" pass an absolute path: --config-path {Path.cwd() / path}" if (Path.cwd() / path).is_dir() else ""
+    raise CheckError(
+        f"--config-path {config_path}: main_ppo resolves a relative config path against {as_main_ppo.parent}/, "
+        f"where it does not exist;{hint or ' pass an absolute path'}"
+    )
+
+
+def compose(config_path: str | None, config_name: str, overrides: Iterable[str] = ()) -> Any:
+    """Compose ``config_name`` with ``overrides`` as ``main_ppo`` does; returns the DictConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    config_dir = resolve_config_dir(config_path)
+    GlobalHydra.instance().clear()
+    ctx = (
+        initialize_config_module("verl.trainer.config", version_base=None)
+        if config_dir is None
+        else initialize_config_dir(config_dir=str(config_dir), version_base=None)
+    )
+    try:
+        with ctx:
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except Exception as err:  # hydra's MissingConfigException, OverrideParseException, ConfigCompositionException
+        where = f"{config_dir}/" if config_dir is not None else "verl.trainer.config/"
+        raise CheckError(f"cannot compose {where}{config_name} with overrides {list(overrides)}: {err}") from None
+
+
+# ----------------------------------------------------------------------------------------- checks
+def _files(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _select(cfg: Any, key: str, default: Any = None) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, default=default)
+
+
+def check_resolves(cfg: Any, report: Report) -> bool:
+    """Every interpolation resolves (env variables, ``${mapo_data_dir}``...)."""
+    from omegaconf import OmegaConf
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:
+        report.fail(f"the config does not resolve: {err}")
+        return False
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if not _select(cfg, "reward.reward_model.enable", False):  # verl's reward-model section: unused then
+        missing = [k for k in missing if not k.startswith("reward.reward_model.")]
+    if missing:
+        report.fail(f"mandatory value(s) not set (??? in the config): {', '.join(missing)}")
+        return False
+    return True
+
+
+def check_plugin(cfg: Any, report: Report) -> None:
+    """The estimator named by ``algorithm.adv_estimator`` resolves where verl looks it up."""
+    estimator = str(_select(cfg, "algorithm.adv_estimator"))
+    try:
+        import verl  # noqa: F401  (loads the verl.plugins entry points, as in every Ray actor)
+        from verl.trainer.ppo import core_algos
+    except Exception:
+        report.fail(f"cannot import verl:\n{traceback.format_exc()}")
+        return
+    registered = "mapo" in core_algos.ADV_ESTIMATOR_REGISTRY
+    if not registered:
+        try:
+            importlib.import_module("mapo_verl.verl_plugin")
+            detail = "the verl.plugins entry point did not load it (VERL_USE_EXTERNAL_PLUGINS? pip install -e .?)"
+        except Exception as err:
+            detail = f"mapo_verl.verl_plugin fails to import: {err!r}"
+        report.fail(f"the mapo estimator is not registered after `import verl`: {detail}")
+    else:
+        report.ok("plugin: `import verl` registers the mapo estimator")
+    builtin = {e.value for e in core_algos.AdvantageEstimator}
+    if estimator in ("gae", "grpo") or estimator in builtin or estimator in core_algos.ADV_ESTIMATOR_REGISTRY:
+        report.ok(f"algorithm.adv_estimator={estimator} is known to verl")
+    else:
+        report.fail(
+            f"algorithm.adv_estimator={estimator} is not a registered advantage estimator (verl would only fail "
+            f"at the first training step); known: {', '.join(sorted(core_algos.ADV_ESTIMATOR_REGISTRY))}"
+        )
+
+
+def _vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def check_verl(cfg: Any, report: Report) -> None:
+    """verl's own ``validate_config``, as ``main_ppo`` runs it, for the declared GPU count."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    nnodes = int(_select(cfg, "trainer.nnodes", 1))
+    per_node = int(_select(cfg, "trainer.n_gpus_per_node", 1))
+    n_gpus = nnodes * per_node
+    target = cfg
+    lora_rank = int(_select(cfg, "actor_rollout_ref.model.lora_rank", 0) or 0) or int(
+        _select(cfg, "actor_rollout_ref.model.lora.rank", 0) or 0
+    )
+    if lora_rank > 0 and _select(cfg, "actor_rollout_ref.rollout.name") == "vllm" and not _vllm_available():
+        report.warn(
+            f"LoRA rank {lora_rank}: verl checks it against vLLM's limits, and vLLM is not installed here; "
+            "run the check on a GPU node to cover that too"
+        )
+        target = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        OmegaConf.update(target, "actor_rollout_ref.model.lora_rank", 0)
+        if _select(target, "actor_rollout_ref.model.lora.rank") is not None:
+            OmegaConf.update(target, "actor_rollout_ref.model.lora.rank", 0)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), _quiet_warnings():
+            validate_config(
+                config=target,
+                use_reference_policy=need_reference_policy(target),
+                use_critic=need_critic(target),
+            )
+    except Exception as err:
+        msg = str(err) or type(err).__name__
+        report.fail(f"verl's validate_config for {nnodes} node(s) x {per_node} GPU(s) = {n_gpus}: {msg}")
+        return
+    report.ok(f"verl's validate_config passes for {nnodes} node(s) x {per_node} GPU(s) = {n_gpus} GPUs")
+
+    n = int(_select(cfg, "actor_rollout_ref.rollout.n", 1))
+    prompts = int(_select(cfg, "data.train_batch_size", 1))
+    mini = int(_select(cfg, "actor_rollout_ref.actor.ppo_mini_batch_size", prompts))
+    if (prompts * n) % n_gpus:
+        report.fail(
+            f"data.train_batch_size={prompts} prompts x n={n} = {prompts * n} responses per step do not split "
+            f"evenly over {n_gpus} GPUs"
+        )
+    if prompts % mini:
+        report.warn(
+            f"data.train_batch_size={prompts} is not a multiple of actor_rollout_ref.actor.ppo_mini_batch_size={mini}"
+        )
+
+    rollout = "actor_rollout_ref.rollout"
+    tp = int(_select(cfg, f"{rollout}.tensor_model_parallel_size", 1) or 1)
+    dp = int(_select(cfg, f"{rollout}.data_parallel_size", 1) or 1)
+    pp = int(_select(cfg, f"{rollout}.pipeline_model_parallel_size", 1) or 1)
+    replica = tp * dp * pp
+    if replica > n_gpus or n_gpus % replica:
+        report.fail(
+            f"{rollout}.tensor_model_parallel_size={tp} (x data {dp} x pipeline {pp}) = {replica} GPUs per vLLM "
+            f"replica does not divide the {n_gpus} GPUs declared by trainer.nnodes x trainer.n_gpus_per_node"
+        )
+    elif replica > per_node:
+        report.warn(f"one rollout replica ({replica} GPUs) spans nodes of {per_node} GPUs")
+
+
+@contextlib.contextmanager
+def _quiet_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def reachable_scores(format_weight: float) -> list[float]:
+    """The scores ``reward_fns.router`` can give: (1 - w) * acc + w * format, acc and format in {0, 1}."""
+    w = format_weight
+    return sorted({(1 - w) * acc + w * fmt for acc in (0.0, 1.0) for fmt in (0.0, 1.0)})
+
+
+def check_mapo(cfg: Any, report: Report) -> None:
+    """MAPO's own settings: they parse, groups have >= 2 responses, success is reachable but not certain."""
+    from mapo_verl.mixed_advantage import SUCCESS_TOLERANCE
+    from mapo_verl.verl_plugin import settings_from_config
+
+    estimator = str(_select(cfg, "algorithm.adv_estimator"))
+    n = int(_select(cfg, "actor_rollout_ref.rollout.n", 1))
+    if estimator in GROUP_ESTIMATORS:
+        if n < 2:
+            report.fail(
+                f"actor_rollout_ref.rollout.n={n}: {estimator} compares the responses to one prompt and needs "
+                "n >= 2 (the paper uses 12); with n=1 every advantage is 0 and nothing is learned"
+            )
+        else:
+            report.ok(f"actor_rollout_ref.rollout.n={n} responses per prompt")
+    if estimator != "mapo":
+        if _select(cfg, "algorithm.mapo") is not None:
+            report.info(f"algorithm.mapo is set but unused: algorithm.adv_estimator={estimator}")
+        return
+    try:
+        settings = settings_from_config(_select(cfg, "algorithm"))
+    except ValueError as err:
+        report.fail(str(err))
+        return
+    report.ok(
+        f"algorithm.mapo: success_threshold={settings.success_threshold:g}, lambda_fn={settings.lambda_fn}, "
+        f"epsilon={settings.epsilon:g}, norm_adv_by_std_in_grpo={settings.norm_adv_by_std}"
+    )
+    reward_path = _select(cfg, "reward.custom_reward_function.path")
+    if reward_path != ROUTER_PATH:
+        report.info(
+            f"reward.custom_reward_function.path={reward_path}: not {ROUTER_PATH}, so the reachability of "
+            f"algorithm.mapo.success_threshold={settings.success_threshold:g} is not checked"
+        )
+        return
+    raw_w = _select(cfg, "reward.custom_reward_function.reward_kwargs.format_weight", ROUTER_DEFAULT_FORMAT_WEIGHT)
+    try:
+        w = float(raw_w)
+    except (TypeError, ValueError):
+        report.fail(f"reward.custom_reward_function.reward_kwargs.format_weight={raw_w!r} is not a number")
+        return
+    if not (math.isfinite(w) and 0.0 <= w <= 1.0):
+        report.fail(f"reward.custom_reward_function.reward_kwargs.format_weight={w:g} must lie in [0, 1]")
+        return
+    scores = reachable_scores(w)
+    thr = settings.success_threshold
+    tol = SUCCESS_TOLERANCE * max(1.0, abs(thr))
+    successes = [s for s in scores if s >= thr - tol]
+    shown = ", ".join(f"{s:g}" for s in scores)
+    if not successes:
+        report.fail(
+            f"algorithm.mapo.success_threshold={thr:g} is never reached: with format_weight={w:g} the router scores "
+            f"{shown}; every group would have p = 0 (use 1.0: correct and well formatted)"
+        )
+    elif len(successes) == len(scores):
+        report.fail(
+            f"algorithm.mapo.success_threshold={thr:g} is reached by every response (the router scores {shown} "
+            f"with format_weight={w:g}); every group would have p = 1"
+        )
+    else:
+        report.ok(f"success is reachable: router scores {shown} (format_weight={w:g}), success >= {thr:g}")
+
+
+def _parquet_columns(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def check_data(cfg: Any, report: Report) -> None:
+    """Train and validation parquet files exist and have the prompt/image columns the config names."""
+    image_key = str(_select(cfg, "data.image_key", "images"))
+    prompt_key = str(_select(cfg, "data.prompt_key", "prompt"))
+    reward_key = str(_select(cfg, "data.reward_fn_key", "data_source"))
+    needed = [prompt_key, image_key, reward_key, "reward_model"]
+    for key in ("data.train_files", "data.val_files"):
+        files = _files(_select(cfg, key))
+        if not files:
+            report.fail(f"{key} is empty")
+        for f in files:
+            if "://" in f and not f.startswith("file://"):
+                report.info(f"{key}: {f} is remote; not checked")
+                continue
+            local = os.path.expanduser(f.removeprefix("file://"))
+            if not os.path.isfile(local):
+                folder = Path(local).parent
+                report.fail(
+                    f"{key}: {local} does not exist (prepare it: python -m data_prep.{folder.name} "
+                    f"--local-save-dir {folder})"
+                )
+                continue
+            try:
+                columns = _parquet_columns(local)
+            except Exception as err:
+                report.fail(f"{key}: {local} is not a readable parquet file: {err}")
+                continue
+            missing = [c for c in needed if c not in columns]
+            if missing:
+                report.fail(
+                    f"{key}: {local} lacks column(s) {', '.join(missing)} named by data.prompt_key={prompt_key}, "
+                    f"data.image_key={image_key}, data.reward_fn_key={reward_key}; it has {', '.join(columns)}"
+                )
+            else:
+                report.ok(f"{key}: {local} ({prompt_key}, {image_key}, {reward_key}, reward_model)")
+
+
+def check_model(cfg: Any, report: Report) -> None:
+    """``actor_rollout_ref.model.path`` names a local model directory or a Hugging Face Hub id."""
+    path = _select(cfg, "actor_rollout_ref.model.path")
+    key = "actor_rollout_ref.model.path"
+    if not path or str(path) == VERL_PLACEHOLDER_MODEL:
+        report.fail(
+            f"{key} is not set (verl's placeholder {VERL_PLACEHOLDER_MODEL}); name a model, e.g. "
+            "Qwen/Qwen2.5-VL-7B-Instruct"
+        )
+        return
+    path = str(path)
+    local = Path(os.path.expanduser(path))
+    looks_local = path.startswith(("/", "~", ".")) or local.exists()
+    if looks_local:
+        if not local.is_dir():
+            report.fail(f"{key}={path}: no such directory")
+        elif not (local / "config.json").is_file():
+            report.fail(f"{key}={path}: no config.json there (not a Hugging Face model directory)")
+        else:
+            report.ok(f"{key}={path} (local model directory)")
+    elif _HUB_ID.match(path):
+        report.ok(f"{key}={path} (Hugging Face Hub id: every node downloads it or reads its HF cache)")
+    else:
+        report.fail(f"{key}={path}: neither an existing directory nor a Hub id of the form org/name")
+
+
+def check_reward(cfg: Any, report: Report) -> None:
+    """The custom reward function loads (verl only loads it in the reward workers, after model loading)."""
+    path = _select(cfg, "reward.custom_reward_function.path")
+    name = _select(cfg, "reward.custom_reward_function.name") or "compute_score"
+    if not path:
+        report.info("reward.custom_reward_function.path is not set: verl's default_compute_score is used")
+        return
+    try:
+        from verl.utils.import_utils import load_extern_object
+
+        fn = load_extern_object(module_path=str(path), object_name=str(name))
+    except Exception as err:
+        report.fail(f"reward.custom_reward_function: cannot load {name} from {path}: {err!r}")
+        return
+    if not callable(fn):
+        report.fail(f"reward.custom_reward_function: {path}:{name} is not callable")
+    else:
+        report.ok(f"reward.custom_reward_function: {path}:{name} loads")
+
+
+def run_checks(cfg: Any) -> Report:
+    """All checks on a composed config."""
+    report = Report()
+    report.info(
+        f"algorithm.adv_estimator={_select(cfg, 'algorithm.adv_estimator')}, model "
+        f"{_select(cfg, 'actor_rollout_ref.model.path')}, trainer.nnodes={_select(cfg, 'trainer.nnodes')} x "
+        f"trainer.n_gpus_per_node={_select(cfg, 'trainer.n_gpus_per_node')}"
+    )
+    if not check_resolves(cfg, report):
+        return report
+    for check in (check_plugin, check_verl, check_mapo, check_model, check_data, check_reward):
+        try:
+            check(cfg, report)
+        except Exception:
+            report.fail(f"{check.__name__} crashed:\n{traceback.format_exc()}")
+    return report
+
+
+def main(config_path: str | None, config_name: str, overrides: list[str]) -> int:
+    """Compose, check, print; 0 when all is well, 1 on any problem."""
+    try:
+        cfg = compose(config_path, config_name, overrides)
+    except CheckError as err:
+        print(f"[FAIL] {err}\npre-flight check FAILED: 1 problem(s)")
+        return 1
+    report = run_checks(cfg)
+    print(report.render())
+    return 0 if not report.problems else 1

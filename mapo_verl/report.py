@@ -1,0 +1,312 @@
+"""The paper's table and training curves from verl's logged metrics.
+
+    python -m mapo_verl.report [NAME=]LOG[,LOG...] ... [--out DIR] [--step last|best|N]
+
+Each argument is one run: verl's console output (``step:N - key:value - ...`` lines, as printed by
+``trainer.logger=[console]``; Ray's ``(TaskRunnerV1 pid=...)`` prefixes are fine) or its file
+logger's JSONL (``trainer.logger=[file]``: ``{"step": N, "data": {...}}`` per line), or several of
+them joined by commas (e.g. a math and an emotion evaluation of one checkpoint).  The run name
+defaults to the first file's stem.
+
+Validation accuracy is ``val-core/<data_source>/acc/mean@<n>`` (``reward`` when the reward has no
+``acc``).  Writes ``results.md``, ``results.csv`` and ``training_curves.png`` into ``--out`` (atomic
+writes) and prints the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: (data_source, column name, task, in-domain) in the paper's column order.
+DATASETS: tuple[tuple[str, str, str, bool], ...] = (
+    ("hiyouga/geometry3k", "Geo3K", "Math", True),
+    ("AI4Math/MathVista", "MathVista", "Math", False),
+    ("MathLLMs/MathVision", "MathVision", "Math", False),
+    ("AI4Math/MathVerse", "MathVerse", "Math", False),
+    ("emoset", "EmoSet", "Emotion", True),
+    ("webemo", "WEBEmo", "Emotion", False),
+    ("emotion6", "Emotion6", "Emotion", False),
+)
+#: Training curves plotted when present: (metric key or regex, title).
+CURVES: tuple[tuple[str, str], ...] = (
+    ("critic/score/mean", "train reward (mean)"),
+    (r"re:^val-core/.+/(acc|reward)/mean@\d+$", "validation accuracy"),
+    ("mapo/lambda_mean", "MAPO mean lambda"),
+    ("mapo/p_mean", "MAPO mean p"),
+    ("mapo/groups_p0_frac", "groups with p = 0"),
+    ("mapo/groups_p1_frac", "groups with p = 1"),
+    ("response_length/mean", "response length (mean)"),
+    ("actor/pg_loss", "policy loss"),
+)
+_VAL = re.compile(r"^val-core/(?P<source>.+)/(?P<var>acc|reward)/mean@(?P<n>\d+)$")
+_CONSOLE = re.compile(r"step:(?P<step>\d+) - (?P<body>.*)$")
+_NUMBER = re.compile(
+    r"^(?:np\.\w+\()?\s*(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\)?$"
+)
+
+
+class ReportError(Exception):
+    """A log that cannot be read, named with its path and line."""
+
+
+@dataclass
+class Run:
+    """One run: name and metrics by step (later values for a step win)."""
+
+    name: str
+    steps: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, step: int, data: dict[str, float]) -> None:
+        self.steps.setdefault(step, {}).update(data)
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        return [(s, d[key]) for s, d in sorted(self.steps.items()) if key in d and math.isfinite(d[key])]
+
+    def metric_keys(self) -> set[str]:
+        return {k for d in self.steps.values() for k in d}
+
+
+# -------------------------------------------------------------------------------------- parsing
+def _number(text: str) -> float | None:
+    m = _NUMBER.match(text.strip())
+    return float(m.group("num")) if m else None
+
+
+def parse_console_line(line: str) -> tuple[int, dict[str, float]] | None:
+    """``step:3 - a/b:0.5 - c:np.float64(1.0)`` -> (3, {...}); None for other lines."""
+    m = _CONSOLE.search(line.rstrip("\n"))
+    if not m:
+        return None
+    data: dict[str, float] = {}
+    for item in m.group("body").split(" - "):
+        key, sep, value = item.rpartition(":")
+        if not sep or not key:
+            continue
+        num = _number(value)
+        if num is not None:
+            data[key.strip()] = num
+    return int(m.group("step")), data
+
+
+def read_log(path: Path, run: Run) -> None:
+    """Add a console log or a file-logger JSONL to ``run``."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as err:
+        raise ReportError(f"cannot read {path}: {err}") from None
+    found = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("{"):
+            try:
+                record = json.loads(stripped)
+            except json.JSONDecodeError as err:
+                raise ReportError(f"{path}:{lineno}: not JSON: {err}") from None
+            if not isinstance(record, dict) or "step" not in record or not isinstance(record.get("data"), dict):
+                raise ReportError(f"{path}:{lineno}: expected verl's file logger record {{'step': N, 'data': {{...}}}}")
+            data = {
+                k: float(v) for k, v in record["data"].items() if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            run.add(int(record["step"]), data)
+            found += 1
+            continue
+        parsed = parse_console_line(line)
+        if parsed is not None:
+            run.add(*parsed)
+            found += 1
+    if not found:
+        raise ReportError(f"{path}: no verl metrics found (neither `step:N - key:value` lines nor file-logger JSONL)")
+
+
+def load_run(spec: str) -> Run:
+    """``[NAME=]PATH[,PATH...]`` -> Run."""
+    name, sep, paths = spec.partition("=")
+    if not sep or os.path.exists(spec):
+        name, paths = "", spec
+    files = [Path(p) for p in paths.split(",") if p]
+    if not files:
+        raise ReportError(f"run {spec!r} names no file")
+    run = Run(name=name or files[0].stem)
+    for f in files:
+        read_log(f, run)
+    return run
+
+
+# --------------------------------------------------------------------------------------- table
+def validation_accuracy(run: Run, step: str = "last") -> dict[str, float]:
+    """data_source -> accuracy (0..1) at the chosen validation step: last, best (per set) or a number."""
+    per_source: dict[str, list[tuple[int, float]]] = {}
+    for s, data in sorted(run.steps.items()):
+        chosen: dict[str, tuple[int, str, float]] = {}
+        for key, value in data.items():
+            m = _VAL.match(key)
+            if not m or not math.isfinite(value):
+                continue
+            rank = (1 if m.group("var") == "acc" else 0, int(m.group("n")))
+            src = m.group("source")
+            if src not in chosen or rank > chosen[src][:2]:
+                chosen[src] = (*rank, value)
+        for src, (*_, value) in chosen.items():
+            per_source.setdefault(src, []).append((s, value))
+    out: dict[str, float] = {}
+    for src, series in per_source.items():
+        if step == "last":
+            out[src] = series[-1][1]
+        elif step == "best":
+            out[src] = max(v for _, v in series)
+        else:
+            at = [v for s, v in series if s == int(step)]
+            if at:
+                out[src] = at[-1]
+    return out
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    vals = list(values)
+    return sum(vals) / len(vals) if vals else None
+
+
+def build_table(runs: Sequence[Run], step: str = "last") -> tuple[list[str], list[list[str]]]:
+    """Header and rows (accuracy in %, one decimal): datasets, then in/out-of-domain averages per task."""
+    accs = [validation_accuracy(r, step) for r in runs]
+    present = {src for a in accs for src in a}
+    known = {d[0] for d in DATASETS}
+    columns: list[tuple[str, Callable[[dict[str, float]], float | None]]] = []
+    for task in dict.fromkeys(t for _, _, t, _ in DATASETS):
+        sets = [d for d in DATASETS if d[2] == task and d[0] in present]
+        if not sets:
+            continue
+        for src, label, _, _ in sets:
+            columns.append((label, lambda a, s=src: a.get(s)))
+        ind = [d[0] for d in sets if d[3]]
+        ood = [d[0] for d in sets if not d[3]]
+        if ind:
+            columns.append((f"{task} ID avg", lambda a, ss=ind: _mean(a[s] for s in ss if s in a)))
+        if ood:
+            columns.append((f"{task} OOD avg", lambda a, ss=ood: _mean(a[s] for s in ss if s in a)))
+    for src in sorted(present - known):
+        columns.append((src, lambda a, s=src: a.get(s)))
+    header = ["Run", *(c[0] for c in columns)]
+    rows = []
+    for run, acc in zip(runs, accs, strict=True):
+        cells = [fn(acc) for _, fn in columns]
+        rows.append([run.name, *("-" if v is None else f"{100 * v:.1f}" for v in cells)])
+    return header, rows
+
+
+def to_markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(header: list[str], rows: list[list[str]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+# -------------------------------------------------------------------------------------- output
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in the same directory, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def plot_curves(runs: Sequence[Run], path: Path) -> list[str]:
+    """One panel per curve present in any run, every run on it; returns the panel titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, dict[str, list[tuple[int, float]]]]] = []
+    for key, title in CURVES:
+        lines: dict[str, list[tuple[int, float]]] = {}
+        for run in runs:
+            keys = [key] if not key.startswith("re:") else sorted(k for k in run.metric_keys() if re.match(key[3:], k))
+            for k in keys:
+                series = run.series(k)
+                if len(series) >= 1:
+                    label = run.name if not key.startswith("re:") else f"{run.name}: {_VAL.match(k).group('source')}"
+                    lines[label] = series
+        if lines:
+            panels.append((title, lines))
+    if not panels:
+        raise ReportError("no training curves to plot: none of " + ", ".join(k for k, _ in CURVES) + " was logged")
+    cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (title, lines) in zip(axes.flat, panels, strict=False):
+        for label, series in lines.items():
+            xs, ys = zip(*series, strict=True)
+            ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, markersize=3, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return [t for t, _ in panels]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mapo_verl.report", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="[NAME=]LOG[,LOG...]", help="one run per argument")
+    parser.add_argument("--out", type=Path, default=Path("mapo_report"), help="output directory (mapo_report)")
+    parser.add_argument("--step", default="last", help="validation step to report: last (default), best, or N")
+    parser.add_argument("--no-plot", action="store_true", help="skip training_curves.png")
+    args = parser.parse_args(argv)
+    if args.step not in ("last", "best") and not args.step.isdigit():
+        parser.error(f"--step must be last, best or a step number, not {args.step!r}")
+    try:
+        runs = [load_run(spec) for spec in args.runs]
+        header, rows = build_table(runs, args.step)
+        if len(header) == 1:
+            raise ReportError("no validation metrics (val-core/<data_source>/acc/mean@N) in the given logs")
+        markdown = to_markdown(header, rows)
+        write_text(args.out / "results.md", markdown)
+        write_text(args.out / "results.csv", to_csv(header, rows))
+        if not args.no_plot:
+            plot_curves(runs, args.out / "training_curves.png")
+    except ReportError as err:
+        print(f"mapo_verl.report: {err}", file=sys.stderr)
+        return 1
+    print(markdown, end="")
+    print(
+        f"\nwritten: {args.out / 'results.md'}, {args.out / 'results.csv'}"
+        + ("" if args.no_plot else f", {args.out / 'training_curves.png'}")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One node: check the environment, prepare missing data, run the pre-flight check, start training.
+#
+#   scripts/train.sh CONFIG_NAME [hydra overrides...]
+#   scripts/train.sh mapo_geo3k_qwen2_5_vl_7b
+#   scripts/train.sh mapo_geo3k_qwen2_5_vl_3b_small trainer.n_gpus_per_node=2
+#
+# Environment: MAPO_DATA_DIR (default ~/data/mapo), PYTHON (default python), DRY_RUN=1 (print the
+# training command instead of running it), SKIP_DATA_PREP=1, SKIP_GPU_CHECK=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+export MAPO_DATA_DIR="${MAPO_DATA_DIR:-$HOME/data/mapo}"
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"
+
+if [[ $# -lt 1 ]]; then
+    echo "usage: $0 CONFIG_NAME [overrides...]   (configs: $(cd "$ROOT/trainer_configs" && ls ./*.yaml | sed 's|^\./||; s|\.yaml$||' | tr '\n' ' '))" >&2
+    exit 2
+fi
+CONFIG="$1"
+shift
+if [[ ! -f "$ROOT/trainer_configs/$CONFIG.yaml" ]]; then
+    echo "error: no config $ROOT/trainer_configs/$CONFIG.yaml" >&2
+    exit 2
+fi
+
+# 1. environment
+"$PYTHON" -c 'import verl, mapo_verl, reward_fns' || {
+    echo "error: verl / mapo-verl are not importable with $PYTHON: pip install -e '.[gpu]' in this checkout" >&2
+    exit 1
+}
+if [[ -z "${DRY_RUN:-}" && -z "${SKIP_GPU_CHECK:-}" ]]; then
+    "$PYTHON" -c 'import vllm' || { echo "error: vLLM is not installed (pip install -e '.[gpu]')" >&2; exit 1; }
+    command -v nvidia-smi >/dev/null || { echo "error: nvidia-smi not found: no NVIDIA GPU on this node" >&2; exit 1; }
+    echo "GPUs on this node: $(nvidia-smi --list-gpus | wc -l)"
+fi
+
+# 2. data: the datasets the config reads, prepared once under $MAPO_DATA_DIR/<name>/
+case "$CONFIG" in
+    eval_math_*) DATASETS="geo3k mathvista mathvision mathverse" ;;
+    eval_emotion_*) DATASETS="emoset webemo emotion6" ;;
+    *emoset*) DATASETS="emoset" ;;
+    *) DATASETS="geo3k" ;;
+esac
+if [[ -z "${SKIP_DATA_PREP:-}" ]]; then
+    for name in $DATASETS; do
+        if [[ ! -f "$MAPO_DATA_DIR/$name/test.parquet" ]]; then
+            echo "preparing $name -> $MAPO_DATA_DIR/$name"
+            (cd "$ROOT" && "$PYTHON" -m "data_prep.$name" --local-save-dir "$MAPO_DATA_DIR/$name")
+        fi
+    done
+fi
+
+# 3. pre-flight: the config as main_ppo composes it, validated without GPUs
+(cd "$ROOT" && "$PYTHON" -m mapo_verl check --config-path "$ROOT/trainer_configs" --config-name "$CONFIG" "$@")
+
+# 4. train (the config path must be absolute: main_ppo resolves relative ones inside verl's package)
+CMD=("$PYTHON" -m verl.trainer.main_ppo --config-path "$ROOT/trainer_configs" --config-name "$CONFIG" "$@")
+if [[ -n "${DRY_RUN:-}" ]]; then
+    printf '%q ' "${CMD[@]}"
+    echo
+    exit 0
+fi
+cd "$ROOT"
+exec "${CMD[@]}"
