@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import math
 import os
 import re
 import traceback
@@ -27,8 +26,6 @@ from typing import Any
 VERL_PLACEHOLDER_MODEL = "~/models/deepseek-llm-7b-chat"
 #: The reward function the shipped configs use and whose score range we know.
 ROUTER_PATH = "pkg://reward_fns.router"
-#: ``reward_fns.router``'s default ``format_weight``.
-ROUTER_DEFAULT_FORMAT_WEIGHT = 0.1
 #: Estimators whose advantage compares the responses of one prompt: they need rollout.n >= 2.
 GROUP_ESTIMATORS = frozenset({"mapo", "grpo", "grpo_vectorized", "grpo_passk", "rloo", "rloo_vectorized", "opo"})
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -254,15 +251,19 @@ def _quiet_warnings():
 
 
 def reachable_scores(format_weight: float) -> list[float]:
-    """The scores ``reward_fns.router`` can give: (1 - w) * acc + w * format, acc and format in {0, 1}."""
-    w = format_weight
-    return sorted({(1 - w) * acc + w * fmt for acc in (0.0, 1.0) for fmt in (0.0, 1.0)})
+    """The scores ``reward_fns.router`` can give: its own composition of acc and format, each in {0, 1}."""
+    from reward_fns.common import compose_score
+
+    return sorted({compose_score(acc, fmt, format_weight)["score"] for acc in (0.0, 1.0) for fmt in (0.0, 1.0)})
 
 
 def check_mapo(cfg: Any, report: Report) -> None:
     """MAPO's own settings: they parse, groups have >= 2 responses, success is reachable but not certain."""
-    from mapo_verl.mixed_advantage import SUCCESS_TOLERANCE
+    import torch
+
+    from mapo_verl.mixed_advantage import is_success
     from mapo_verl.verl_plugin import settings_from_config
+    from reward_fns.common import DEFAULT_FORMAT_WEIGHT, check_format_weight
 
     estimator = str(_select(cfg, "algorithm.adv_estimator"))
     n = int(_select(cfg, "actor_rollout_ref.rollout.n", 1))
@@ -294,19 +295,16 @@ def check_mapo(cfg: Any, report: Report) -> None:
             f"algorithm.mapo.success_threshold={settings.success_threshold:g} is not checked"
         )
         return
-    raw_w = _select(cfg, "reward.custom_reward_function.reward_kwargs.format_weight", ROUTER_DEFAULT_FORMAT_WEIGHT)
+    raw_w = _select(cfg, "reward.custom_reward_function.reward_kwargs.format_weight", DEFAULT_FORMAT_WEIGHT)
     try:
-        w = float(raw_w)
-    except (TypeError, ValueError):
-        report.fail(f"reward.custom_reward_function.reward_kwargs.format_weight={raw_w!r} is not a number")
-        return
-    if not (math.isfinite(w) and 0.0 <= w <= 1.0):
-        report.fail(f"reward.custom_reward_function.reward_kwargs.format_weight={w:g} must lie in [0, 1]")
+        w = check_format_weight(raw_w)  # the reward's own validation
+    except ValueError:
+        report.fail(f"reward.custom_reward_function.reward_kwargs.format_weight={raw_w!r} must lie in [0, 1]")
         return
     scores = reachable_scores(w)
     thr = settings.success_threshold
-    tol = SUCCESS_TOLERANCE * max(1.0, abs(thr))
-    successes = [s for s in scores if s >= thr - tol]
+    success = is_success(torch.tensor(scores, dtype=torch.float64), thr)  # the estimator's own rule
+    successes = [s for s, ok in zip(scores, success.tolist(), strict=True) if ok]
     shown = ", ".join(f"{s:g}" for s in scores)
     if not successes:
         report.fail(

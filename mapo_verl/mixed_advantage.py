@@ -76,6 +76,11 @@ def trajectory_certainty_weight(success_ratio: torch.Tensor, lambda_fn: str = "t
     return weight(success_ratio)
 
 
+def is_success(scores: torch.Tensor, success_threshold: float) -> torch.Tensor:
+    """s_i >= threshold, with slack ``SUCCESS_TOLERANCE * max(1, |threshold|)`` for float32 rounding."""
+    return scores >= success_threshold - SUCCESS_TOLERANCE * max(1.0, abs(success_threshold))
+
+
 def advantage_percent_deviation(scores: torch.Tensor, mean: torch.Tensor, epsilon: float) -> torch.Tensor:
     """APD_i = (s_i - mu) / (|mu| + eps): the deviation as a fraction of the group mean."""
     return (scores - mean) / (mean.abs() + epsilon)
@@ -170,8 +175,7 @@ def mixed_advantage(
     sq = torch.zeros_like(sums).index_add_(0, ids, centred * centred)
     std_g = (sq / (sizes - 1.0).clamp_min(1.0)).sqrt()  # Bessel-corrected, as torch.std
 
-    tolerance = SUCCESS_TOLERANCE * max(1.0, abs(success_threshold))
-    success = s >= success_threshold - tolerance
+    success = is_success(s, success_threshold)
     successes_g = torch.zeros_like(sums).index_add_(0, ids, success.to(torch.float64))
     ratio_g = successes_g / sizes
     weight_g = trajectory_certainty_weight(ratio_g, lambda_fn)
