@@ -21,10 +21,11 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mapo_verl.atomic_io import atomic_write, write_text
 
 #: (data_source, column name, task, in-domain) in the paper's column order.
 DATASETS: tuple[tuple[str, str, str, bool], ...] = (
@@ -221,23 +222,6 @@ def to_csv(header: list[str], rows: list[list[str]]) -> str:
 
 
 # -------------------------------------------------------------------------------------- output
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def plot_curves(runs: Sequence[Run], path: Path) -> list[str]:
     """One panel per curve present in any run, every run on it; returns the panel titles."""
     import matplotlib
@@ -273,7 +257,7 @@ def plot_curves(runs: Sequence[Run], path: Path) -> list[str]:
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return [t for t, _ in panels]
 

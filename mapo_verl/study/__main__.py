@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
+    from mapo_verl.atomic_io import write_text
     from mapo_verl.study.allocation import allocation_metrics, binary_allocation, graded_allocation, outlier_zscore
     from mapo_verl.study.plots import plot_allocation, plot_learning, plot_learning_vs_baseline
     from mapo_verl.study.report import (
@@ -78,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         learning_per_seed_frame,
         learning_summary,
         write_csv,
-        write_text,
     )
     from mapo_verl.study.simulation import simulate
 

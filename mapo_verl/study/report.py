@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mapo_verl.atomic_io import atomic_write
 from mapo_verl.study.allocation import AllocationMetrics
 from mapo_verl.study.estimators import get_spec
 from mapo_verl.study.simulation import SimResult, steps_to_target
@@ -42,24 +41,8 @@ def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------- atomic output
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    _atomic(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
 
 
 def save_figure(path: Path, fig, dpi: int = 100) -> None:
@@ -70,7 +53,7 @@ def save_figure(path: Path, fig, dpi: int = 100) -> None:
     fig.savefig(buffer, format="png", dpi=dpi)
     buffer.seek(0)
     image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    _atomic(path, lambda tmp: image.save(tmp, format="png", optimize=True))
+    atomic_write(path, lambda tmp: image.save(tmp, format="png", optimize=True))
 
 
 # ----------------------------------------------------------------------------------------- learning
