@@ -8,7 +8,7 @@ TORCH_CPU    ?= torch==2.13.0
 VERL_PIN     ?= verl[verl-core]==0.9.1
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: venv test lint explain doctor bench clean
+.PHONY: venv test test-fast lint explain doctor bench smoke clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: venv
 
 test: lint
 	$(PY) -m pytest
+
+# The inner loop: pure math, rewards and data on fixtures (no Ray, no fresh verl interpreters, no trainer).
+test-fast: venv
+	$(PY) -m pytest -m "not slow and not ray and not e2e"
 
 explain: venv
 	$(PY) -m mapo_verl explain 0.9 1 1 1
