@@ -10,6 +10,7 @@
 # `submit` runs the pre-flight check here, then `ray job submit` with scripts/runtime_env.yaml, which
 # puts this checkout (mapo_verl, reward_fns, trainer_configs) on every node. MAPO_DATA_DIR must name
 # the same shared path on every node. RAY_ADDRESS (default http://127.0.0.1:8265) is the dashboard.
+# DRY_RUN=1 prints the submit command (credential names, never values) instead of running it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +18,10 @@ PYTHON="${PYTHON:-python}"
 RAY_PORT="${RAY_PORT:-6379}"
 export MAPO_DATA_DIR="${MAPO_DATA_DIR:-$HOME/data/mapo}"
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"
+# Environment variables `submit` copies into the job's runtime env when they are set here (names only
+# are ever printed). Ray keeps a job's runtime env in its job record: `ray job list` shows the values,
+# the dashboard in a browser masks them. See docs/training.md, "Credentials".
+FORWARD_ENV=(MAPO_DATA_DIR HF_HOME HF_ENDPOINT HF_TOKEN HF_TOKEN_PATH WANDB_API_KEY)
 
 cmd="${1:-}"
 shift || true
@@ -41,20 +46,30 @@ case "$cmd" in
         CONFIG="$1"
         shift
         (cd "$ROOT" && "$PYTHON" -m mapo_verl check --config-path "$ROOT/trainer_configs" --config-name "$CONFIG" "$@")
-        RUNTIME_ENV_JSON="$("$PYTHON" - "$ROOT/scripts/runtime_env.yaml" <<'PY'
+        # The runtime env (with any credentials) goes to `ray job submit` as a file that only this user can
+        # read, in a private temporary folder removed on exit: no secret value on a command line (`ps`) or
+        # in DRY_RUN's output. Values are read from this shell's environment by Python, never by argv.
+        PRIVATE_DIR="$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/mapo-submit.XXXXXX")"
+        trap 'rm -rf "$PRIVATE_DIR"' EXIT
+        RUNTIME_ENV_FILE="$PRIVATE_DIR/runtime_env.json"
+        FORWARDED="$("$PYTHON" - "$ROOT/scripts/runtime_env.yaml" "$RUNTIME_ENV_FILE" "${FORWARD_ENV[@]}" <<'PY'
 import json, os, sys
 import yaml
-env = yaml.safe_load(open(sys.argv[1]))
-env["working_dir"] = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1])))
-env["env_vars"]["MAPO_DATA_DIR"] = os.environ["MAPO_DATA_DIR"]
-for key in ("HF_HOME", "HF_TOKEN", "WANDB_API_KEY", "HF_ENDPOINT"):
-    if os.environ.get(key):
-        env["env_vars"][key] = os.environ[key]
-print(json.dumps(env))
+template, target, *names = sys.argv[1:]
+with open(template) as f:
+    env = yaml.safe_load(f)
+env["working_dir"] = os.path.dirname(os.path.dirname(os.path.abspath(template)))
+forwarded = [name for name in names if os.environ.get(name)]
+env["env_vars"].update({name: os.environ[name] for name in forwarded})
+fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+with os.fdopen(fd, "w") as f:
+    json.dump(env, f)
+print(" ".join(forwarded))
 PY
 )"
-        CMD=(ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" --runtime-env-json "$RUNTIME_ENV_JSON"
+        CMD=(ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" --runtime-env "$RUNTIME_ENV_FILE"
              --no-wait -- bash scripts/job_entry.sh "$CONFIG" "$@")
+        echo "forwarding to the job's runtime env (values not shown): ${FORWARDED:-(none)}"
         if [[ -n "${DRY_RUN:-}" ]]; then
             printf '%q ' "${CMD[@]}"
             echo

@@ -1,10 +1,16 @@
-"""Launchers: syntax, the one-node dry run, and `mapo` registered in actors on every node of a Ray cluster."""
+"""Launchers: syntax, the one-node dry run, credentials kept off command lines, the Slurm script's wait for its
+nodes, and `mapo` registered in actors on every node of a Ray cluster.
+
+The Ray-submit and Slurm tests put small fakes of `ray`, `srun`, `scontrol` and the pre-flight check first on
+PATH: they record their argv, so the tests see exactly what the scripts would run. No cluster is needed."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +30,7 @@ def test_shell_syntax(script):
         assert lint.returncode == 0, lint.stdout
 
 
+@pytest.mark.slow
 def test_single_node_dry_run(subprocess_env, reward_file, tmp_path):
     env = {**subprocess_env, "DRY_RUN": "1", "PYTHON": str(Path(os.sys.executable))}
     override = f"reward.custom_reward_function.path={reward_file}"
@@ -41,6 +48,142 @@ def test_single_node_dry_run(subprocess_env, reward_file, tmp_path):
     assert (
         f"-m verl.trainer.main_ppo --config-path {REPO}/trainer_configs --config-name mapo_geo3k_qwen2_5_vl_7b" in last
     )
+
+
+SECRETS = {"HF_TOKEN": "hf_SECRET_token_value_123", "WANDB_API_KEY": "wandb-SECRET-key-456"}
+
+
+def _executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def _fake_bin(tmp_path: Path) -> Path:
+    """A `ray` that records its argv and a copy of its --runtime-env file (with that file's mode), and a
+    `python` that answers the pre-flight check and passes everything else to this interpreter."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    _executable(
+        fake / "ray",
+        "#!/usr/bin/env bash\n"
+        'printf "%s\\n" "$@" > "$FAKE_LOG/ray.argv"\n'
+        'prev=""; for a in "$@"; do\n'
+        '  if [[ "$prev" == --runtime-env ]]; then\n'
+        '    cp "$a" "$FAKE_LOG/runtime_env.json"; stat -c %a "$a" > "$FAKE_LOG/runtime_env.mode"\n'
+        '    stat -c %a "$(dirname "$a")" > "$FAKE_LOG/runtime_env.dirmode"; echo "$a" > "$FAKE_LOG/runtime_env.path"\n'
+        "  fi; prev=\"$a\"; done\n",
+    )
+    _executable(
+        fake / "python",
+        "#!/usr/bin/env bash\n"
+        'if [[ "$1 $2 $3" == "-m mapo_verl check" ]]; then echo "pre-flight check passed (fake)"; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n',
+    )
+    return fake
+
+
+def _submit(tmp_path: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    fake = _fake_bin(tmp_path)
+    log = tmp_path / "log"
+    log.mkdir()
+    env = {**os.environ, **SECRETS, **extra_env, "PATH": f"{fake}:{os.environ['PATH']}", "FAKE_LOG": str(log),
+           "PYTHON": str(fake / "python"), "MAPO_DATA_DIR": "/shared/data/mapo", "TMPDIR": str(tmp_path)}  # fmt: skip
+    return subprocess.run(
+        [str(REPO / "scripts/ray_cluster.sh"), "submit", "mapo_geo3k_qwen2_5_vl_7b", "trainer.nnodes=2"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+
+
+def test_ray_submit_dry_run_shows_names_not_values(tmp_path):
+    proc = _submit(tmp_path, DRY_RUN="1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    printed = proc.stdout + proc.stderr
+    for name, value in SECRETS.items():
+        assert value not in printed
+        assert name in printed  # the user sees which credentials are forwarded
+    command = proc.stdout.strip().splitlines()[-1]
+    assert command.startswith("ray job submit ") and "--runtime-env " in command
+    assert "--runtime-env-json" not in command
+    assert command.endswith("-- bash scripts/job_entry.sh mapo_geo3k_qwen2_5_vl_7b trainer.nnodes=2")
+    assert not (tmp_path / "log" / "ray.argv").exists()  # a dry run submits nothing
+    assert not list(tmp_path.glob("mapo-submit.*"))  # and leaves no runtime-env file behind
+
+
+def test_ray_submit_passes_credentials_in_a_private_file_only(tmp_path):
+    proc = _submit(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = tmp_path / "log"
+    argv = (log / "ray.argv").read_text()
+    for value in SECRETS.values():
+        assert value not in argv and value not in proc.stdout + proc.stderr
+    assert argv.splitlines()[:2] == ["job", "submit"]
+    runtime_env = yaml.safe_load((log / "runtime_env.json").read_text())
+    assert {k: runtime_env["env_vars"][k] for k in SECRETS} == SECRETS  # the job still gets them
+    assert runtime_env["env_vars"]["MAPO_DATA_DIR"] == "/shared/data/mapo"
+    assert runtime_env["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == "mapo_verl"
+    assert runtime_env["working_dir"] == str(REPO)
+    assert (log / "runtime_env.mode").read_text().strip() == "600"
+    assert (log / "runtime_env.dirmode").read_text().strip() == "700"
+    assert not Path((log / "runtime_env.path").read_text().strip()).exists()  # removed after submission
+    assert not list(tmp_path.glob("mapo-submit.*"))
+
+
+def _slurm(tmp_path: Path, schedule: str, **extra_env: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """Runs slurm_train.sbatch on two fake nodes; the n-th probe of the cluster reports the n-th number of
+    `schedule` as the alive node count (the last one repeats)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    log = tmp_path / "log"
+    log.mkdir()
+    _executable(fake / "scontrol", "#!/usr/bin/env bash\nprintf 'node-a\\nnode-b\\n'\n")
+    _executable(
+        fake / "srun",
+        '#!/usr/bin/env bash\necho "srun $*" >> "$FAKE_LOG/calls"\n'
+        'if [[ " $* " == *" hostname "* ]]; then echo "10.0.0.1 fe80::1"; fi\n',
+    )
+    _executable(
+        fake / "python",
+        "#!/usr/bin/env bash\n"
+        'if [[ "$1 $2 $3" == "-m mapo_verl check" ]]; then echo "check $*" >> "$FAKE_LOG/calls"; exit 0; fi\n'
+        'if [[ "$1" == "-" ]]; then cat > /dev/null\n'
+        '  n=$(( $(cat "$FAKE_LOG/probes" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$FAKE_LOG/probes"\n'
+        '  read -r -a counts <<< "$FAKE_SCHEDULE"; i=$(( n <= ${#counts[@]} ? n - 1 : ${#counts[@]} - 1 ))\n'
+        '  echo "probe ${counts[$i]}" >> "$FAKE_LOG/calls"; echo "${counts[$i]}"; exit 0; fi\n'
+        "exit 3\n",
+    )
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f'export PATH="{fake}:$PATH"\n')
+    env = {**os.environ, "FAKE_LOG": str(log), "FAKE_SCHEDULE": schedule, "VENV": str(venv),
+           "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_SUBMIT_DIR": str(REPO), "SLURM_GPUS_PER_NODE": "8",
+           "RAY_POLL_INTERVAL": "0.05", **extra_env}  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/slurm_train.sbatch"), "mapo_geo3k_qwen2_5_vl_7b"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    return proc, log
+
+
+def test_slurm_waits_until_every_node_has_joined(tmp_path):
+    proc, log = _slurm(tmp_path, "0 0 1 1 2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = (log / "calls").read_text().splitlines()
+    head = next(i for i, c in enumerate(calls) if "ray start --head" in c)
+    worker = next(i for i, c in enumerate(calls) if "ray start --address=10.0.0.1:6379" in c)
+    train = next(i for i, c in enumerate(calls) if "verl.trainer.main_ppo" in c)
+    # the head is polled until it answers, the worker starts only then, training only once both are alive
+    assert [c for c in calls[head:worker] if c.startswith("probe")] == ["probe 0", "probe 0", "probe 1"], calls
+    assert [c for c in calls[worker:train] if c.startswith("probe")] == ["probe 1", "probe 2"], calls
+    assert "trainer.nnodes=2 trainer.n_gpus_per_node=8" in calls[train]
+    assert "2/2 node(s) alive" in proc.stdout
+
+
+def test_slurm_stops_with_a_clear_error_when_nodes_are_missing(tmp_path):
+    proc, log = _slurm(tmp_path, "1", RAY_WAIT_TIMEOUT="1")
+    assert proc.returncode != 0
+    assert "only 1 of 2 node(s) joined the Ray cluster at 10.0.0.1:6379 within 1 s" in proc.stderr
+    assert "main_ppo" not in (log / "calls").read_text()  # no training on a partial cluster
 
 
 def _probe() -> dict:
