@@ -4,12 +4,15 @@ Rules:
 
 * The answer is the content of the last complete ``\\boxed{...}`` (nested braces allowed).
 * Choice tasks (ground truth a single capital letter, options optionally in ``extra_info["options"]``):
-  ``B``, ``(B)``, ``B.``, ``B)``, ``\\text{B}``, ``(B) 12`` all read as ``B``; a box holding exactly the text
-  of the correct option also counts.
-* Otherwise equivalence by normalised string, then mathruler's ``grade_answer``, then math-verify
-  (``\\frac{6}{2}`` == ``3``, ``\\frac{1}{2}`` == ``0.5``). Symbolic checks only run on short answers with no
-  power towers, huge exponents or factorials, so sympy cannot hang; math-verify's own signal timeouts are
-  used when called from the main thread.
+  ``B``, ``(B)``, ``B.``, ``B)``, ``\\text{B}``, ``Option B``, ``Answer: B``, ``(B) 12`` all read as ``B``; a box
+  holding the correct option's text (up to spacing, ``$``, degree signs and units) also counts, one naming
+  another option's text does not.
+* Otherwise the answer forms models write are read first (:mod:`reward_fns.answer_forms`: degrees, units, a
+  leading quantity name, percent, thousands separators, exact numbers and fractions against decimals); when
+  that reading cannot decide, mathruler's ``grade_answer`` and then math-verify compare the values
+  (``\\sqrt{12}`` == ``2\\sqrt{3}``). Symbolic checks only run on short answers with no power towers, huge
+  exponents or factorials, so sympy cannot hang; math-verify's own signal timeouts are used when called from
+  the main thread.
 * ``format`` is the think-then-boxed structure (:func:`reward_fns.common.has_think_then_boxed`).
 * ``score = (1 - w) * acc + w * format`` with ``format_weight`` ``w`` (default 0.1): exactly ``1.0`` means correct
   and well formatted, MAPO's default success threshold.
@@ -23,6 +26,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from reward_fns.answer_forms import forms_match, option_key, option_letter, restore_latex_escapes, symbolic_operands
 from reward_fns.common import (
     DEFAULT_FORMAT_WEIGHT,
     as_text,
@@ -35,7 +39,6 @@ from reward_fns.common import (
 #: Answers longer than this are compared as strings only (no sympy).
 MAX_SYMBOLIC_CHARS = 64
 
-_LETTER = re.compile(r"\(?\s*([A-Z])\s*\)?(?:[.:)]|\s|$)")
 _GT_LETTER = re.compile(r"\(?([A-Z])\)?\.?")
 # sympy has no timeout off the main thread, and (x+y+z+1)^{50}, 9^{9^{9}}, \tan^{99}(x) or 1000! take seconds to
 # minutes: symbolic checks only run for exponents that are one digit or one letter (digits summing to at most 9,
@@ -63,12 +66,6 @@ def _options(extra_info: Any) -> list[str]:
         return [as_text(option) for option in options]
     except Exception:
         return []
-
-
-def _letter_of(answer: str) -> str | None:
-    """Option letter a boxed answer names (``B``, ``(B)``, ``B.``, ``B) 12``), else ``None``."""
-    match = _LETTER.match(unwrap_text(answer).strip())
-    return match.group(1) if match else None
 
 
 def _plain(answer: str) -> str:
@@ -151,20 +148,34 @@ def answers_match(pred: str, truth: str) -> bool:
         return False
     if _plain(pred) == _plain(truth):
         return True
+    decided = forms_match(pred, truth)
+    if decided is not None:
+        return decided
+    pred, truth = symbolic_operands(pred, truth)
     if not (_symbolic_safe(pred) and _symbolic_safe(truth)):
         return False
     return _symbolic_equal(pred, truth)
 
 
 def choice_match(pred: str, truth_letter: str, options: Sequence[str]) -> bool:
-    """Whether a boxed prediction picks option ``truth_letter`` (by letter, or by the option's exact text)."""
-    letter = _letter_of(pred)
-    if letter is not None:
-        return letter == truth_letter
+    """Whether a boxed prediction picks option ``truth_letter``: by its letter, or by the option's text.
+
+    A letter beyond the options (``I have`` among two options) is read as text. Text picks the option whose
+    text it equals after folding spacing, ``$``, degree signs and case; failing that, the one option whose
+    value it matches (``30^\\circ`` for ``30°``, ``9.4`` for ``9.4 cm``); matching several options picks none.
+    """
     index = ord(truth_letter) - ord("A")
-    if 0 <= index < len(options) and options[index].strip():
-        return _plain(pred) == _plain(options[index])
-    return False
+    letter = option_letter(pred)
+    if letter is not None and (not options or ord(letter) - ord("A") < len(options)):
+        return letter == truth_letter
+    if not 0 <= index < len(options):
+        return False
+    key = option_key(pred)
+    exact = [i for i, option in enumerate(options) if option.strip() and option_key(option) == key]
+    if exact:
+        return exact == [index]
+    by_value = [i for i, option in enumerate(options) if option.strip() and forms_match(pred, option)]
+    return by_value == [index]
 
 
 def score_answer(solution_str: Any, ground_truth: Any, extra_info: Any = None) -> tuple[float, float]:
@@ -172,7 +183,7 @@ def score_answer(solution_str: Any, ground_truth: Any, extra_info: Any = None) -
     text = as_text(solution_str)
     fmt = 1.0 if has_think_then_boxed(text) else 0.0
     pred = extract_last_boxed(text)
-    truth = unwrap_text(as_text(ground_truth))
+    truth = unwrap_text(restore_latex_escapes(as_text(ground_truth))[0])
     if pred is None or not truth:
         return 0.0, fmt
     letter = _GT_LETTER.fullmatch(truth)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -231,19 +230,13 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_one_megabyte_hostile_response_is_fast(name):
+def test_one_megabyte_hostile_response_scores_without_raising(name):
+    """Scored, not raised; their latency is measured in benchmarks/bench_rewards.py (no timing asserts here)."""
     text = HOSTILE[name]
     assert len(text) >= 1000
     for fn, source, truth in ((math_answer.compute_score, "x", "3"), (emotion.compute_score, "emoset", "fear")):
-        fn(source, text, truth)  # warm up imports and caches
-        best = min(_timed(fn, source, text, truth) for _ in range(3))
-        assert best < 0.05, f"{name}: {best * 1000:.1f} ms"
-
-
-def _timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+        result = fn(source, text, truth)
+        assert result["acc"] in (0.0, 1.0) and set(result) == {"score", "acc", "format"}
 
 
 def test_symbolic_check_off_the_main_thread():
@@ -272,21 +265,10 @@ SYMPY_TRAPS = [
 ]
 
 
-def test_sympy_traps_stay_bounded_off_the_main_thread():
-    """No signal timeouts in verl's executor threads: the symbolic guard must keep sympy away from these."""
-    timings: dict[str, float] = {}
-
-    def run():
-        math_answer.compute_score("x", wrap("\\frac{6}{2}"), "3")  # warm up sympy and the LaTeX parsers
-        for trap in SYMPY_TRAPS:
-            for truth in ("3", "x+1"):
-                start = time.perf_counter()
-                assert math_answer.compute_score("x", wrap(trap), truth)["acc"] == 0.0
-                timings[f"{trap} vs {truth}"] = time.perf_counter() - start
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    assert len(timings) == 2 * len(SYMPY_TRAPS)
-    slow = {k: round(v, 2) for k, v in timings.items() if v > 0.5}
-    assert not slow, slow
+@pytest.mark.parametrize("trap", SYMPY_TRAPS)
+def test_sympy_traps_never_reach_sympy(trap):
+    """No signal timeouts in verl's executor threads: the guard keeps sympy away from these (their latency off
+    the main thread is measured in benchmarks/bench_rewards.py)."""
+    assert not math_answer._symbolic_safe(trap)
+    for truth in ("3", "x+1"):
+        assert math_answer.compute_score("x", wrap(trap), truth)["acc"] == 0.0
