@@ -106,6 +106,11 @@ class AllocationMetrics:
     graded_outlier: float  # the 0.9's advantage among 1.0s at the same G
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN where the denominator is 0 (the all-zero estimator `zero`)."""
+    return numerator / denominator if denominator != 0 else math.nan
+
+
 def allocation_metrics(binary: pd.DataFrame, graded: pd.DataFrame) -> list[AllocationMetrics]:
     """Reduce the binary table (one G) and the graded table to :class:`AllocationMetrics`."""
     out = []
@@ -123,8 +128,8 @@ def allocation_metrics(binary: pd.DataFrame, graded: pd.DataFrame) -> list[Alloc
                 fail_easy=fail_easy,
                 succ_hard=succ_hard,
                 fail_coinflip=fail_mid,
-                reversion_ratio=abs(fail_easy) / abs(fail_mid),
-                mirror_ratio=succ_hard / abs(fail_easy),
+                reversion_ratio=_ratio(abs(fail_easy), abs(fail_mid)),
+                mirror_ratio=_ratio(succ_hard, abs(fail_easy)),
                 graded_outlier=float(same_g["adv_outlier"].iloc[0]) if len(same_g) else math.nan,
             )
         )

@@ -1,13 +1,14 @@
-"""Figures (matplotlib, Agg backend): allocation against p, and learning curves with 95% bands."""
+"""Figures (matplotlib, Agg backend): allocation against p, and learning curves with 95% bands.
+
+matplotlib is the optional extra ``mapo-verl[plots]``: it is imported only when a figure is drawn, so the
+rest of the study (and the plug-in on Ray workers) never needs it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -15,6 +16,28 @@ from mapo_verl.mixed_advantage import trajectory_certainty_weight
 from mapo_verl.study.estimators import get_spec
 from mapo_verl.study.report import mean_ci, save_figure
 from mapo_verl.study.simulation import SimResult
+
+PLOTS_EXTRA_HINT = "pip install 'mapo-verl[plots]'"
+
+
+def require_matplotlib() -> None:
+    """Raise ``ImportError`` naming the extra when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"the study's figures need matplotlib, the optional extra: {PLOTS_EXTRA_HINT}") from err
+
+
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot on the non-interactive Agg backend (imported here, on first use)."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 _MARKERS = {"grpo": "o", "drgrpo": "s", "apd": "^", "mapo_tcr": "D", "mapo_linear": "v", "zero": "x"}
 
@@ -27,6 +50,7 @@ def _style(key: str) -> dict:
 def plot_allocation(binary: pd.DataFrame, graded: pd.DataFrame, path: Path) -> None:
     """2 x 3 panels: success's and failure's advantage vs p, lambda(p), mirror ratio,
     each group's share of the total push sum_i |A_i|, and the graded 0.9-among-1.0s example."""
+    plt = _pyplot()
     import torch
 
     g = int(binary["G"].iloc[0])
@@ -112,6 +136,7 @@ def _band(ax, steps: np.ndarray, curves: np.ndarray, key: str, lw: float = 1.6) 
 
 def plot_learning(results: dict[str, SimResult], path: Path) -> None:
     """Rows: difficulty presets; columns: accuracy on all / hard / easy prompts; 95% bands over seeds."""
+    plt = _pyplot()
     presets = list(results)
     fig, axes = plt.subplots(len(presets), 3, figsize=(13, 3.2 * len(presets)), squeeze=False)
     for r, preset in enumerate(presets):
@@ -137,6 +162,7 @@ def plot_learning(results: dict[str, SimResult], path: Path) -> None:
 
 def plot_learning_vs_baseline(results: dict[str, SimResult], path: Path, baseline: str = "grpo") -> None:
     """Paired difference to ``baseline`` (same task and random numbers per seed), all/hard/easy."""
+    plt = _pyplot()
     presets = list(results)
     fig, axes = plt.subplots(len(presets), 3, figsize=(13, 3.0 * len(presets)), squeeze=False)
     for r, preset in enumerate(presets):

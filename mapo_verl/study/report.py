@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mapo_verl.atomic_io import atomic_write
-from mapo_verl.study.allocation import AllocationMetrics
+from mapo_verl.study.allocation import AllocationMetrics, outlier_zscore
 from mapo_verl.study.estimators import get_spec
 from mapo_verl.study.simulation import SimResult, steps_to_target
 
@@ -217,4 +217,44 @@ def learning_markdown(summary: pd.DataFrame, baseline: str = "grpo") -> str:
             cells += [_pm(r[value], r[f"{value}_ci"]), _pm(r[delta], r[f"{delta}_ci"], signed=True)]
         cells += [steps_txt, f"{r['push_on_hard']:.2f}", f"{r['push_ess']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(
+    metrics: list[AllocationMetrics], graded: pd.DataFrame, summary: pd.DataFrame, group_size: int
+) -> str:
+    """``summary.md``: the allocation tables, GRPO's outlier z-score and the learning table, with legends."""
+    g = group_size
+    targets = summary.groupby("preset", sort=False)["target_acc"].first()
+    lines = [
+        "# Advantage allocation study (simulation of the mechanism, not the paper's VLM results)",
+        "",
+        f"## Allocation, G = {g}, binary reward (success = 1)",
+        "",
+        allocation_markdown(metrics, g),
+        "",
+        f"reversion ratio = |A(fail, N={g - 1})| / |A(fail, N={g // 2})|; "
+        "mirror ratio = A(success, N=1) / |A(fail, N=G-1)| (1 = exact mirror).",
+        "",
+        "## One 0.9 among 1.0s (graded reward; success = 1.0): advantage of the 0.9 / of each 1.0",
+        "",
+        graded_markdown(graded),
+        "",
+        f"GRPO's outlier z-score is -(G-1)/sqrt(G) with the unbiased std (G=4: {outlier_zscore(4):.2f}, "
+        f"G={g}: {outlier_zscore(g):.2f}) and -sqrt(G-1) with the population std "
+        f"(G=4: {outlier_zscore(4, unbiased=False):.2f}, the paper's -1.73).",
+        "",
+        "## Learning (95% t-intervals over seeds; differences are paired: same task and random numbers)",
+        "",
+        learning_markdown(summary),
+        "",
+        "Targets (90% of the way from the initial accuracy to the best final mean accuracy, unless --target): "
+        + ", ".join(f"{preset} {target:.3f}" for preset, target in targets.items())
+        + ".  Push on hard: the share of sum_i |A_i| that lands on hard prompts; push ESS: "
+        "(sum_i |A_i|)^2 / (n sum_i A_i^2), how evenly the update is spread over the responses (both averaged "
+        "over training).",
+        "",
+    ]
+    if "grpo" not in set(summary["estimator"]):
+        lines.append("(no `grpo` in this run: paired differences are empty)\n")
     return "\n".join(lines)
