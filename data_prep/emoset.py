@@ -1,12 +1,16 @@
-"""EmoSet-118K -> ``OUT/train.parquet``, ``OUT/test.parquet`` (and ``OUT/validation.parquet`` with ``--val-size``).
+"""EmoSet-118K -> ``OUT/train.parquet``, ``OUT/test.parquet`` (and ``OUT/validation.parquet`` with ``--val-size``);
+``OUT`` defaults to ``$MAPO_DATA_DIR/emoset``.
 
-Sources (``--local-dataset-path SRC``, required):
+Sources (``--local-dataset-path SRC``; default ``$MAPO_SOURCE_DIR/emoset``, i.e. ``~/data/mapo_sources/emoset``):
 
 * the official release (https://vcc.tech/EmoSet; request access, unzip): ``SRC/image/<emotion>/*.jpg``,
   ``SRC/annotation/<emotion>/*.json`` and ``SRC/{train,val,test}.json``, each a list of
   ``[emotion, image_path, annotation_path]`` with paths relative to ``SRC``;
-* or a hub mirror / local copy in the hub layout with an image and a label column (``--image-column``,
-  ``--label-column``; a ``ClassLabel`` is mapped to its names) and ``train``/``test`` (and ``validation``) splits.
+* or a hub mirror / local copy in the hub layout with an image and a label column and ``train``/``test`` (and
+  ``validation``) splits. Columns are found without flags: the image in ``image``/``img``/``images`` (EasyR1's
+  layout stores a list of images: the first is used), the label in ``label``/``emotion``/``labels``/``answer``
+  (EasyR1's layout: ``images``, ``problem``, ``course_grained``, ``answer``); a ``ClassLabel`` is mapped to its
+  names. ``--image-column`` / ``--label-column`` override the choice.
 
 Eight classes: amusement, awe, contentment, excitement, anger, disgust, fear, sadness. ``--train-size``,
 ``--test-size`` and ``--val-size`` (a number or ``all``) take class-stratified random subsets with ``--seed``;
@@ -20,19 +24,11 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.common import (
-    PrepError,
-    Summary,
-    base_parser,
-    fold_label,
-    load_hub_split,
-    out_dir_of,
-    parse_size,
-    run_main,
-    stratified_sample,
-    write_split,
-)
-from data_prep.emotion_sets import emotion_row
+from data_prep.cli import base_parser, out_dir_of, parse_size, run_main
+from data_prep.emotion_sets import default_source, emotion_row
+from data_prep.hub import SplitSource, base_dir_of, load_split
+from data_prep.sampling import fold_label, stratified_sample
+from data_prep.writer import PrepError, Summary, write_split
 
 LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
 DATA_SOURCE = "emoset"
@@ -43,7 +39,7 @@ SPLITS = {
     "test": ("test.json", ("test",)),
 }
 IMAGE_COLUMNS = ("image", "img", "images")
-LABEL_COLUMNS = ("label", "emotion", "labels")
+LABEL_COLUMNS = ("label", "emotion", "labels", "answer")
 
 
 def _sizes(args: argparse.Namespace) -> dict[str, int | None]:
@@ -104,59 +100,65 @@ def _hub(args: argparse.Namespace, src: str, summary: Summary) -> None:
     import datasets
 
     for split, size in _sizes(args).items():
-        ds = None
+        source: SplitSource | None = None
         for name in SPLITS[split][1]:
             try:
-                ds = load_hub_split(src, src, name)
+                source = load_split(src, src, name)
                 break
             except PrepError:
                 continue
-        if ds is None:
+        if source is None:
             raise PrepError(f"emoset: {src} has no {' / '.join(SPLITS[split][1])} split")
-        image_col = _pick(ds.column_names, args.image_column, IMAGE_COLUMNS, "image")
-        label_col = _pick(ds.column_names, args.label_column, LABEL_COLUMNS, "label")
-        feature = ds.features[label_col]
+        image_col = _pick(source.columns, args.image_column, IMAGE_COLUMNS, "image")
+        label_col = _pick(source.columns, args.label_column, LABEL_COLUMNS, "label")
+        feature = source.features[label_col] if source.features is not None else None
         names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-        raw = ds[label_col]
+        raw = [rec[label_col] for rec in source.records([label_col])]
         labels = [names[v] if names is not None and isinstance(v, int) and 0 <= v < len(names) else str(v) for v in raw]
         keep = stratified_sample([fold_label(v) for v in labels], size, args.seed)
-        subset = ds.select(keep).select_columns([image_col])
+        wanted = set(keep)
+        chosen = ((index, rec[image_col]) for index, rec in enumerate(source.records([image_col])) if index in wanted)
 
-        def convert(
-            i: int, rec: dict, split: str = split, keep: list[int] = keep, labels: list[str] = labels, col=image_col
-        ) -> dict:
+        def convert(i: int, item: tuple, split: str = split, labels: list[str] = labels) -> dict:
+            index, image = item
             return emotion_row(
                 data_source=DATA_SOURCE,
-                image=rec[col],
-                label=labels[keep[i]],
+                image=image,
+                label=labels[index],
                 labels=LABELS,
                 split=split,
-                index=keep[i],
-                source_id=str(keep[i]),
+                index=index,
+                source_id=str(index),
                 max_pixels=args.max_pixels,
-                base_dir=Path(src) if Path(src).is_dir() else None,
+                base_dir=base_dir_of(src),
             )
 
         write_split(
             summary=summary,
             split=split,
-            records=subset,
+            records=chosen,
             convert=convert,
-            record_id=lambda i, rec, keep=keep: f"index {keep[i]}",
+            record_id=lambda i, item: f"index {item[0]}",
             args=args,
             total=len(keep),
         )
 
 
+EMOSET_DOWNLOAD = (
+    "request EmoSet-118K at https://vcc.tech/EmoSet and unzip it (image/, annotation/, train.json, val.json, "
+    "test.json), or download a hub mirror in the hub layout (huggingface-cli download REPO --repo-type dataset "
+    "--local-dir DIR)"
+)
+
+
 def prepare(args: argparse.Namespace) -> Summary:
-    if not args.local_dataset_path:
-        raise PrepError("emoset: pass --local-dataset-path (the official EmoSet-118K folder or a hub mirror id)")
+    src = args.local_dataset_path
+    root = Path(src).expanduser() if src else default_source("emoset", args, EMOSET_DOWNLOAD)
     summary = Summary("emoset", out_dir_of(args))
-    root = Path(args.local_dataset_path).expanduser()
     if (root / "train.json").is_file():
         _official(args, root, summary)
     else:
-        _hub(args, args.local_dataset_path, summary)
+        _hub(args, src if src and not root.exists() else str(root), summary)
     return summary
 
 

@@ -7,22 +7,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.common import (
-    IMAGE_SUFFIXES,
-    BadRecord,
-    PrepError,
-    Summary,
-    base_parser,
-    emotion_prompt,
-    fold_label,
-    make_row,
-    normalize_image,
-    out_dir_of,
-    parse_size,
-    run_main,
-    stratified_sample,
-    write_split,
-)
+from data_prep.cli import base_parser, out_dir_of, parse_size, run_main, source_dir
+from data_prep.images import IMAGE_SUFFIXES, image_list, normalize_image
+from data_prep.prompts import emotion_prompt
+from data_prep.rows import BadRecord, make_row
+from data_prep.sampling import fold_label, stratified_sample
+from data_prep.writer import PrepError, Summary, write_split
 
 
 def emotion_row(
@@ -37,13 +27,19 @@ def emotion_row(
     max_pixels: int,
     base_dir: Path | None = None,
 ) -> dict:
-    """One emotion row; an unknown or empty label is a :class:`BadRecord`."""
+    """One emotion row; an unknown or empty label, or no image, is a :class:`BadRecord`.
+
+    ``image`` may be one image or a list of them (EasyR1's layout): the first image is used.
+    """
     folded = fold_label(label)
     if not folded:
         raise BadRecord("empty answer", "no label")
     if folded not in labels:
         raise BadRecord("unknown label", f"{label!r} is not one of {', '.join(labels)}")
-    images = [normalize_image(image, max_pixels, base_dir)]
+    candidates = image_list(image)
+    if not candidates:
+        raise BadRecord("missing image", "no image data")
+    images = [normalize_image(candidates[0], max_pixels, base_dir)]
     return make_row(
         data_source=data_source,
         content=emotion_prompt(labels),
@@ -84,11 +80,26 @@ def scan_folder_tree(root: Path) -> list[tuple[str, Path]]:
     return items
 
 
+def default_source(name: str, args: argparse.Namespace, what: str) -> Path:
+    """``--local-dataset-path``, else ``$MAPO_SOURCE_DIR/NAME`` if it exists, else a :class:`PrepError` that says
+    what to download (``what``) and where to put it."""
+    if args.local_dataset_path:
+        return Path(args.local_dataset_path).expanduser()
+    root = source_dir() / name
+    if root.exists():
+        return root
+    raise PrepError(
+        f"{name} is downloaded by hand: {what}; put it in {root} ($MAPO_SOURCE_DIR/{name}, MAPO_SOURCE_DIR "
+        "defaulting to ~/data/mapo_sources) or pass --local-dataset-path SRC"
+    )
+
+
+FOLDER_SET_LAYOUT = "a folder per class, SRC/<label>/*.jpg"
+
+
 def prepare_folder_set(name: str, args: argparse.Namespace) -> Summary:
     """A folder-per-class test set -> ``OUT/test.parquet`` (``data_source`` = ``name``)."""
-    if not args.local_dataset_path:
-        raise PrepError(f"{name} is not on the hub: download it and pass --local-dataset-path SRC")
-    root = Path(args.local_dataset_path).expanduser()
+    root = default_source(name, args, f"arrange its images as {FOLDER_SET_LAYOUT}")
     items = scan_folder_tree(root)
     labels = args.labels or sorted({fold_label(folder) for folder, _ in items})
     keep = stratified_sample([fold_label(folder) for folder, _ in items], args.test_size, args.seed)

@@ -1,8 +1,9 @@
-"""Geometry3K (``hiyouga/geometry3k``) -> ``OUT/{train,validation,test}.parquet``.
+"""Geometry3K (``hiyouga/geometry3k``) -> ``OUT/{train,validation,test}.parquet`` (default ``$MAPO_DATA_DIR/geo3k``).
 
 Source: the hub dataset, or ``--local-dataset-path SRC``, a local copy in the hub's layout (what
 ``datasets.load_dataset(SRC)`` reads, e.g. ``huggingface-cli download hiyouga/geometry3k --repo-type dataset
---local-dir SRC``). Columns: ``images`` (list of images), ``problem`` (already holds ``<image>``), ``answer``.
+--local-dir SRC``), read from its files on every run (a copy updated in place is read as it is now).
+Columns: ``images`` (list of images), ``problem`` (already holds ``<image>``), ``answer``.
 """
 
 from __future__ import annotations
@@ -10,20 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data_prep.common import (
-    BadRecord,
-    Summary,
-    base_dir_of,
-    base_parser,
-    load_hub_split,
-    make_row,
-    math_prompt,
-    normalize_image,
-    out_dir_of,
-    require_text,
-    run_main,
-    write_split,
-)
+from data_prep.cli import base_parser, out_dir_of, run_main
+from data_prep.hub import base_dir_of, load_split
+from data_prep.images import image_list, normalize_image
+from data_prep.prompts import clean_text, math_prompt, question_text
+from data_prep.rows import BadRecord, make_row, require_text
+from data_prep.writer import Summary, write_split
 
 HUB_ID = "hiyouga/geometry3k"
 SPLITS = ("train", "validation", "test")
@@ -33,36 +26,38 @@ def prepare(args: argparse.Namespace) -> Summary:
     summary = Summary("geo3k", out_dir_of(args))
     base_dir = base_dir_of(args.local_dataset_path)
     for split in SPLITS:
-        ds = load_hub_split(HUB_ID, args.local_dataset_path, split)
+        source = load_split(HUB_ID, args.local_dataset_path, split)
 
         def convert(i: int, rec: dict, split: str = split) -> dict:
-            problem = require_text(rec.get("problem"), "question")
-            answer = require_text(rec.get("answer"), "answer")
-            images = [normalize_image(img, args.max_pixels, base_dir) for img in rec.get("images") or []]
+            problem = question_text(rec.get("problem"))
+            answer = clean_text(require_text(rec.get("answer"), "answer"), math_only=False)
+            images = [normalize_image(img, args.max_pixels, base_dir) for img in image_list(rec.get("images"))]
             if not images:
                 raise BadRecord("missing image", "no images")
-            return make_row(
+            row = make_row(
                 data_source=HUB_ID,
-                content=math_prompt(problem, len(images)),
+                content=math_prompt(problem.text, len(images)),
                 images=images,
                 ability="math",
-                ground_truth=answer,
+                ground_truth=answer.text,
                 split=split,
                 index=i,
                 source_id=str(i),
-                question=problem,
-                answer=answer,
+                question=problem.text,
+                answer=answer.text,
                 question_type="free_form",
             )
+            summary.repair(split, problem.repairs + answer.repairs)
+            return row
 
         write_split(
             summary=summary,
             split=split,
-            records=ds,
+            records=source,
             convert=convert,
             record_id=lambda i, rec: f"index {i}",
             args=args,
-            total=len(ds),
+            total=source.num_rows,
         )
     return summary
 

@@ -1,32 +1,37 @@
 """Shared driver for the hub-hosted math evaluation sets (MathVista, MathVision, MathVerse).
 
 Each set's module supplies a :class:`MathEvalSpec`: its hub id, default split and config, and a function that
-turns one source record into ``(question text with any choices, options, ground truth, question_type)``.
-Multiple-choice ground truths are option letters (``A``, ``B``...), as :mod:`reward_fns.math_answer` reads them.
+turns one source record into a :class:`Parsed` question (text with any choices, options, ground truth, question
+type, and the repairs made on the way). Multiple-choice ground truths are option letters (``A``, ``B``...), as
+:mod:`reward_fns.math_answer` reads them.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from data_prep.common import (
-    BadRecord,
-    Summary,
-    base_dir_of,
-    base_parser,
-    load_hub_split,
-    make_row,
-    math_prompt,
-    normalize_image,
-    out_dir_of,
-    run_main,
-    write_split,
-)
+from data_prep.cli import base_parser, out_dir_of, run_main
+from data_prep.hub import base_dir_of, load_split
+from data_prep.images import image_list, normalize_image
+from data_prep.prompts import math_prompt
+from data_prep.rows import BadRecord, make_row
+from data_prep.writer import Summary, write_split
 
 IMAGE_COLUMNS = ("decoded_image", "image", "images")
+
+
+@dataclass
+class Parsed:
+    """One record as a question: text (with any choices), options, ground truth, type, and repairs made."""
+
+    question: str
+    options: list[str]
+    ground_truth: str
+    question_type: str
+    repairs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,7 @@ class MathEvalSpec:
     name: str
     hub_id: str
     split: str
-    #: record -> (question text including any choices, options, ground_truth, question_type)
-    parse: Callable[[dict], tuple[str, list[str], str, str]]
+    parse: Callable[[dict], Parsed]
     config: str | None = None
     id_column: str | None = None
 
@@ -50,38 +54,36 @@ def options_of(value: Any) -> list[str]:
 def record_images(rec: dict, max_pixels: int, base_dir) -> list[dict]:
     """The record's image(s): the first non-empty of ``decoded_image``/``image``/``images``."""
     for column in IMAGE_COLUMNS:
-        value = rec.get(column)
-        if value is None or value == "" or value == []:
-            continue
-        values = value if isinstance(value, list) else [value]
-        return [normalize_image(v, max_pixels, base_dir) for v in values]
+        values = image_list(rec.get(column))
+        if values:
+            return [normalize_image(v, max_pixels, base_dir) for v in values]
     raise BadRecord("missing image", "no image column")
 
 
 def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
     summary = Summary(spec.name, out_dir_of(args))
     base_dir = base_dir_of(args.local_dataset_path)
-    # The hub config applies to the hub; a local copy is read as laid out unless --config is given.
-    config = args.config or (None if args.local_dataset_path else spec.config)
-    ds = load_hub_split(spec.hub_id, args.local_dataset_path, args.split, config)
+    source = load_split(spec.hub_id, args.local_dataset_path, args.split, args.config, spec.config)
 
     def convert(i: int, rec: dict) -> dict:
-        question, options, truth, qtype = spec.parse(rec)
+        parsed = spec.parse(rec)
         images = record_images(rec, args.max_pixels, base_dir)
-        return make_row(
+        row = make_row(
             data_source=spec.hub_id,
-            content=math_prompt(question, len(images)),
+            content=math_prompt(parsed.question, len(images)),
             images=images,
             ability="math",
-            ground_truth=truth,
+            ground_truth=parsed.ground_truth,
             split="test",
             index=i,
             source_id=str(rec.get(spec.id_column, i)) if spec.id_column else str(i),
-            question=question,
-            answer=truth,
-            question_type=qtype,
-            options=options,
+            question=parsed.question,
+            answer=parsed.ground_truth,
+            question_type=parsed.question_type,
+            options=parsed.options,
         )
+        summary.repair("test", parsed.repairs)
+        return row
 
     def record_id(i: int, rec: dict) -> str:
         if spec.id_column and rec.get(spec.id_column) is not None:
@@ -91,11 +93,11 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
     write_split(
         summary=summary,
         split=args.split,
-        records=ds,
+        records=source,
         convert=convert,
         record_id=record_id,
         args=args,
-        total=len(ds),
+        total=source.num_rows,
         file_name="test",
     )
     return summary
@@ -104,5 +106,5 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
 def eval_main(spec: MathEvalSpec, doc: str, argv: list[str] | None) -> int:
     parser = base_parser(spec.name, doc)
     parser.add_argument("--split", default=spec.split, help=f"source split (default {spec.split})")
-    parser.add_argument("--config", default=None, help=f"dataset config (hub default: {spec.config})")
+    parser.add_argument("--config", default=None, help=f"dataset config (default: {spec.config or 'the default'})")
     return run_main(lambda args: prepare_eval(spec, args), parser, argv)

@@ -1,35 +1,33 @@
-"""MATH-Vision test (``MathLLMs/MathVision``) -> ``OUT/test.parquet``.
+"""MATH-Vision test (``MathLLMs/MathVision``) -> ``OUT/test.parquet`` (default ``$MAPO_DATA_DIR/mathvision``).
 
 Source: the hub dataset, or ``--local-dataset-path SRC`` (a local copy in the hub layout, or one parquet file).
 Columns used: ``id``, ``question`` (its ``<image1>`` markers are dropped; the image goes first), ``options``
-(empty for free-form questions), ``answer`` (an option letter for choice questions) and ``decoded_image``.
-``--split testmini`` selects the 304-question subset.
+(empty for free-form questions), ``answer`` (an option letter for choice questions, or the option's text) and
+``decoded_image``. ``--split testmini`` selects the 304-question subset.
+
+Real records handled: a question that is only ``<image1>`` (the question is drawn in the image: the prompt asks
+to answer the question shown), LaTeX escapes eaten by JSON (``\\x0crac{36}{13}`` -> ``\\frac{36}{13}``), literal
+``\\n`` in question text; each repair is counted in the summary.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 
-from data_prep.common import BadRecord, choices_block, option_letter, require_text
-from data_prep.hub_math import MathEvalSpec, eval_main, options_of
+from data_prep.hub_math import MathEvalSpec, Parsed, eval_main, options_of
+from data_prep.prompts import choice_answer, choices_block, clean_text, question_text
+from data_prep.rows import require_text
 
-_IMAGE_MARK = re.compile(r"<image\d*>")
 
-
-def parse(rec: dict) -> tuple[str, list[str], str, str]:
-    question = _IMAGE_MARK.sub("", str(rec.get("question") or "")).strip()
-    question = require_text(question, "question")
-    answer = require_text(rec.get("answer"), "answer")
+def parse(rec: dict) -> Parsed:
     options = options_of(rec.get("options"))
+    question = question_text(rec.get("question"), drop_image_marks=True, has_choices_in_image=False)
+    answer = clean_text(require_text(rec.get("answer"), "answer"), math_only=False)
+    repairs = question.repairs + answer.repairs
     if not options:
-        return question, [], answer, "free_form"
-    letter = answer.strip("() .").upper()
-    if len(letter) == 1 and 0 <= ord(letter) - ord("A") < len(options):
-        return f"{question}\n{choices_block(options)}", options, letter, "multi_choice"
-    if answer in options:
-        return f"{question}\n{choices_block(options)}", options, option_letter(options.index(answer)), "multi_choice"
-    raise BadRecord("bad answer", f"answer {answer!r} names none of {len(options)} options")
+        return Parsed(question.text, [], answer.text, "free_form", repairs)
+    letter, found = choice_answer(answer.text, options)
+    return Parsed(f"{question.text}\n{choices_block(options)}", options, letter, "multi_choice", repairs + found)
 
 
 SPEC = MathEvalSpec(name="mathvision", hub_id="MathLLMs/MathVision", split="test", parse=parse, id_column="id")

@@ -1,27 +1,30 @@
-"""MathVista testmini (``AI4Math/MathVista``) -> ``OUT/test.parquet``.
+"""MathVista testmini (``AI4Math/MathVista``) -> ``OUT/test.parquet`` (default ``$MAPO_DATA_DIR/mathvista``).
 
 Source: the hub dataset, or ``--local-dataset-path SRC`` (a local copy in the hub layout, or one parquet file).
 Columns used: ``pid``, ``question``, ``choices``, ``answer``, ``question_type`` (``multi_choice`` /
 ``free_form``), ``answer_type``, ``precision``, ``unit`` and the image in ``decoded_image``. A multiple-choice
-answer (the text of one choice) becomes its option letter.
+answer (the text of one choice, matched after folding spacing, ``$`` and degree signs) becomes its option letter.
 """
 
 from __future__ import annotations
 
 import sys
 
-from data_prep.common import BadRecord, choices_block, option_letter, require_text
-from data_prep.hub_math import MathEvalSpec, eval_main, options_of
+from data_prep.hub_math import MathEvalSpec, Parsed, eval_main, options_of
+from data_prep.prompts import choice_answer, choices_block, clean_text, question_text
+from data_prep.rows import require_text
 
 
-def parse(rec: dict) -> tuple[str, list[str], str, str]:
-    question = require_text(rec.get("question"), "question")
-    answer = require_text(rec.get("answer"), "answer")
+def parse(rec: dict) -> Parsed:
+    question = question_text(rec.get("question"))
+    answer = clean_text(require_text(rec.get("answer"), "answer"), math_only=False)
     options = options_of(rec.get("choices"))
+    repairs = question.repairs + answer.repairs
     if rec.get("question_type") == "multi_choice" or options:
-        if answer not in options:
-            raise BadRecord("bad answer", f"answer {answer!r} is not one of the choices")
-        return f"{question}\n{choices_block(options)}", options, option_letter(options.index(answer)), "multi_choice"
+        letter, found = choice_answer(answer.text, options)
+        # MathVista's answers are the choices' text by design: only a fuzzy match is a repair.
+        found = [] if answer.text in options else found
+        return Parsed(f"{question.text}\n{choices_block(options)}", options, letter, "multi_choice", repairs + found)
     hints = []
     if rec.get("unit"):
         hints.append(f"Give the number without the unit ({rec['unit']}).")
@@ -29,7 +32,9 @@ def parse(rec: dict) -> tuple[str, list[str], str, str]:
         hints.append("The answer is an integer.")
     elif rec.get("answer_type") == "float" and rec.get("precision") is not None:
         hints.append(f"The answer is a number with {int(rec['precision'])} decimal place(s).")
-    return " ".join([question, *hints]), [], answer, "free_form"
+    elif rec.get("answer_type") == "list":
+        hints.append("The answer is a Python list, e.g. [1, 2].")
+    return Parsed(" ".join([question.text, *hints]), [], answer.text, "free_form", repairs)
 
 
 SPEC = MathEvalSpec(name="mathvista", hub_id="AI4Math/MathVista", split="testmini", parse=parse, id_column="pid")

@@ -12,16 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from data_prep.common import (
-    BadRecord,
-    PrepError,
-    Summary,
-    make_row,
-    normalize_image,
-    parse_size,
-    stratified_sample,
-    write_split,
-)
+from data_prep.cli import parse_size
+from data_prep.images import normalize_image
+from data_prep.rows import BadRecord, make_row
+from data_prep.sampling import stratified_sample
+from data_prep.writer import PrepError, Summary, write_split
 
 
 def decode(result: dict) -> Image.Image:

@@ -66,7 +66,7 @@ def mathvista_src(tmp_path_factory, helpers):
         row("2", "What is the area?", None, "12", "free_form", "integer", unit="cm^2"),
         row("3", "What is the ratio?", None, "1.25", "free_form", "float", precision=2.0),
         row("4", "Pick one.", ["x", "y"], "z", "multi_choice", "text"),  # answer is not a choice
-        row("5", "  ", None, "3", "free_form", "integer"),  # empty question
+        row("5", "  ", None, "3", "free_form", "integer"),  # the question is in the image
     ]
     helpers.write_hub_parquet(root, "testmini", rows, features)
     return root
@@ -78,11 +78,12 @@ def test_mathvista_cli(mathvista_src, helpers, tmp_path):
         "mathvista", "--local-save-dir", str(out), "--local-dataset-path", str(mathvista_src), "--skip-bad"
     )
     assert proc.returncode == 0, proc.stderr
-    assert "test.parquet: 3 rows; skipped 2 (bad answer: 1, empty question: 1)" in proc.stdout
+    assert "test.parquet: 4 rows; skipped 1 (bad answer: 1)\n    repaired: image-only question: 1" in proc.stdout
     assert [p.name for p in out.iterdir()] == ["test.parquet"]
     rows = rows_of(out / "test.parquet")
-    assert [r["reward_model"]["ground_truth"] for r in rows] == ["B", "12", "1.25"]
-    assert [r["extra_info"]["source_id"] for r in rows] == ["1", "2", "3"]
+    assert [r["reward_model"]["ground_truth"] for r in rows] == ["B", "12", "1.25", "3"]
+    assert [r["extra_info"]["source_id"] for r in rows] == ["1", "2", "3", "5"]
+    assert rows[3]["prompt"][0]["content"].startswith("<image>Answer the question shown in the image.")
     assert "(A) red\n(B) green\n(C) blue" in rows[0]["prompt"][0]["content"]
     assert rows[0]["extra_info"]["options"] == ["red", "green", "blue"]
     assert rows[0]["extra_info"]["question_type"] == "multi_choice"
@@ -222,9 +223,21 @@ def test_folder_set_corrupt_image_stops(folder_tree, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_folder_set_needs_a_source(tmp_path, capsys):
+def test_folder_set_needs_a_source(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MAPO_SOURCE_DIR", str(tmp_path / "sources"))
     assert webemo.main(["--local-save-dir", str(tmp_path)]) == 1
-    assert "--local-dataset-path" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--local-dataset-path" in err and str(tmp_path / "sources" / "webemo") in err
+
+
+def test_folder_set_found_in_the_source_dir(folder_tree, tmp_path, monkeypatch):
+    """``$MAPO_SOURCE_DIR/NAME`` is the default source and ``$MAPO_DATA_DIR/NAME`` the default output."""
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "emotion6").symlink_to(folder_tree)
+    monkeypatch.setenv("MAPO_SOURCE_DIR", str(tmp_path / "sources"))
+    monkeypatch.setenv("MAPO_DATA_DIR", str(tmp_path / "data"))
+    assert emotion6.main(["--no-progress", "--skip-bad"]) == 0
+    assert len(rows_of(tmp_path / "data" / "emotion6" / "test.parquet")) == 8
 
 
 def test_mathverse_rejects_non_letter_choice(tmp_path, helpers, capsys):

@@ -151,9 +151,11 @@ def test_emoset_hub_mirror_with_classlabel(tmp_path, helpers):
     assert len(pq.read_table(out / "train.parquet")) == 8
 
 
-def test_emoset_requires_a_source(tmp_path, capsys):
+def test_emoset_requires_a_source(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MAPO_SOURCE_DIR", str(tmp_path / "sources"))
     assert emoset.main(["--local-save-dir", str(tmp_path)]) == 1
-    assert "--local-dataset-path" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "https://vcc.tech/EmoSet" in err and str(tmp_path / "sources" / "emoset") in err
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "many"])

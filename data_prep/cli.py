@@ -1,0 +1,81 @@
+"""The command line every preparer shares: arguments, the data-folder convention, running and the summary.
+
+Data convention: a preparer writes to ``$MAPO_DATA_DIR/NAME`` (default ``~/data/mapo/NAME``), the folder the
+training configs read (``${oc.env:MAPO_DATA_DIR,~/data/mapo}/NAME/{train,test}.parquet``); the hand-downloaded
+sets (EmoSet, WEBEmo, Emotion6) are read from ``$MAPO_SOURCE_DIR/NAME`` (default ``~/data/mapo_sources/NAME``)
+unless ``--local-dataset-path`` names another place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from data_prep.images import DEFAULT_MAX_PIXELS
+from data_prep.writer import DEFAULT_CHUNK_MB, DEFAULT_CHUNK_ROWS, PrepError, Summary
+
+
+def data_dir() -> Path:
+    """Root of the prepared parquet files: ``$MAPO_DATA_DIR``, else ``~/data/mapo``."""
+    return Path(os.path.expanduser(os.environ.get("MAPO_DATA_DIR") or "~/data/mapo"))
+
+
+def source_dir() -> Path:
+    """Root of hand-downloaded sources: ``$MAPO_SOURCE_DIR``, else ``~/data/mapo_sources``."""
+    return Path(os.path.expanduser(os.environ.get("MAPO_SOURCE_DIR") or "~/data/mapo_sources"))
+
+
+def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """The arguments every preparer takes; ``doc`` (the module docstring) is the help text."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m data_prep.{name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--local-save-dir",
+        default=str(data_dir() / name),
+        help=f"output folder (default $MAPO_DATA_DIR/{name}, MAPO_DATA_DIR defaulting to ~/data/mapo)",
+    )
+    parser.add_argument("--local-dataset-path", default=None, help="local source (layout: see the module doc)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images")
+    parser.add_argument("--skip-bad", action="store_true", help="skip and count unusable records instead of stopping")
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="most rows per parquet row group")
+    parser.add_argument(
+        "--chunk-mb", type=float, default=DEFAULT_CHUNK_MB, help="most megabytes of rows per parquet row group"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="seed for stratified subsets")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def parse_size(value: str) -> int | None:
+    """A subset size: a positive integer, or ``all`` (``None``)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+    return size
+
+
+def run_main(body: Callable[[argparse.Namespace], Summary], parser: argparse.ArgumentParser, argv=None) -> int:
+    """Parse ``argv``, run ``body``, print the summary; a :class:`PrepError` becomes exit status 1."""
+    args = parser.parse_args(argv)
+    if args.max_pixels <= 0 or args.chunk_rows <= 0 or args.chunk_mb <= 0:
+        parser.error("--max-pixels, --chunk-rows and --chunk-mb must be positive")
+    try:
+        summary = body(args)
+    except PrepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 0
+
+
+def out_dir_of(args: argparse.Namespace) -> Path:
+    return Path(os.path.expanduser(args.local_save_dir))

@@ -1,0 +1,117 @@
+"""Prompts and question text: our instructions, choices, image-only questions, repaired LaTeX, and matching an
+answer given as option text to its letter.
+
+Text repairs are returned with the question so that the summary can name and count them (``Cleaned.repairs``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from data_prep.rows import IMAGE_TOKEN, BadRecord
+from reward_fns.answer_forms import option_key, restore_latex_escapes
+
+MATH_INSTRUCTION = (
+    "First reason step by step inside <think> </think> tags, "
+    "then give the final answer inside \\boxed{} after the closing </think> tag."
+)
+#: The question of a record whose text is only an image placeholder: the question is drawn in the image.
+IMAGE_ONLY_QUESTION = "Answer the question shown in the image."
+IMAGE_ONLY_CHOICE_QUESTION = "Answer the question shown in the image; its choices are shown in the image too."
+
+_IMAGE_MARK = re.compile(r"<image\d*>")
+#: A literal backslash-n (``\n`` written out by a double escape) between words, not a LaTeX command.
+_LABELLED_ANSWER = re.compile(r"\(?([A-H])\)?\s*[:.)：]\s*(.+)", re.DOTALL)
+_LITERAL_NEWLINE = re.compile(r"\\n(?![a-zA-Z])")
+
+REPAIR_LATEX = "LaTeX escape restored"
+REPAIR_IMAGE_ONLY = "image-only question"
+REPAIR_OPTION_TEXT = "choice answer given as option text"
+REPAIR_LITERAL_NEWLINE = "literal \\n made a newline"
+
+
+@dataclass
+class Cleaned:
+    """A text after repairs, and the repairs by kind (for the summary)."""
+
+    text: str
+    repairs: list[str] = field(default_factory=list)
+
+
+def clean_text(value: object, *, math_only: bool = True) -> Cleaned:
+    """``value`` as text with damaged LaTeX escapes restored (inside ``$...$`` for prose) and literal ``\\n``s."""
+    text = "" if value is None else str(value)
+    text, restored = restore_latex_escapes(text, math_only=math_only)
+    repairs = [REPAIR_LATEX] * restored
+    text, newlines = _LITERAL_NEWLINE.subn("\n", text)
+    repairs += [REPAIR_LITERAL_NEWLINE] * newlines
+    return Cleaned(text.strip(), repairs)
+
+
+def question_text(value: object, *, drop_image_marks: bool = False, has_choices_in_image: bool = False) -> Cleaned:
+    """A record's question, repaired; one that is only image placeholders asks to answer the question shown."""
+    cleaned = clean_text(value)
+    text = _IMAGE_MARK.sub("", cleaned.text).strip() if drop_image_marks else cleaned.text
+    if not _IMAGE_MARK.sub("", text).strip():
+        text = IMAGE_ONLY_CHOICE_QUESTION if has_choices_in_image else IMAGE_ONLY_QUESTION
+        cleaned.repairs.append(REPAIR_IMAGE_ONLY)
+    cleaned.text = text
+    return cleaned
+
+
+def math_prompt(question: str, n_images: int = 1) -> str:
+    """The user turn for a math question: images first unless the question already places ``<image>``."""
+    question = question.strip()
+    if IMAGE_TOKEN not in question:
+        question = IMAGE_TOKEN * n_images + question
+    return f"{question}\n\n{MATH_INSTRUCTION}"
+
+
+def emotion_prompt(labels: Sequence[str]) -> str:
+    """The user turn for emotion classification, naming the allowed labels."""
+    return (
+        f"{IMAGE_TOKEN}Which emotion does this image evoke? Choose exactly one of: {', '.join(labels)}.\n\n"
+        "First reason step by step inside <think> </think> tags, then give exactly one label from that list "
+        "inside \\boxed{} after the closing </think> tag."
+    )
+
+
+def choices_block(options: Sequence[str]) -> str:
+    """``(A) ...`` lines and the instruction to answer with the letter."""
+    lines = [f"({chr(ord('A') + i)}) {option}" for i, option in enumerate(options)]
+    return "Choices:\n" + "\n".join(lines) + "\nAnswer with the option's letter."
+
+
+def option_letter(index: int) -> str:
+    if not 0 <= index < 26:
+        raise BadRecord("bad answer", f"option index {index} out of range")
+    return chr(ord("A") + index)
+
+
+def choice_answer(answer: str, options: Sequence[str]) -> tuple[str, list[str]]:
+    """The option letter of a choice answer, and the repairs made to find it.
+
+    A letter (``B``, ``(B)``, ``B.``) naming an option is taken as is; otherwise the answer is option text,
+    matched to the one option whose text equals it after folding whitespace, LaTeX spacing, ``$``, degree
+    signs and case. Options that are themselves letters (``A``...``E``) match as letters. No match, or several,
+    is a :class:`BadRecord`.
+    """
+    letter = answer.strip().strip("()").rstrip(".").strip().upper()
+    if len(letter) == 1 and "A" <= letter <= "Z" and ord(letter) - ord("A") < len(options):
+        return letter, []
+    labelled = _LABELLED_ANSWER.fullmatch(answer.strip())
+    if labelled is not None:  # "B: 30°", "(B) 30°": the letter, if the text agrees with that option
+        index = ord(labelled.group(1)) - ord("A")
+        if index < len(options) and option_key(labelled.group(2)) == option_key(options[index]):
+            return labelled.group(1), [REPAIR_OPTION_TEXT]
+    exact = [i for i, option in enumerate(options) if option.strip() == answer.strip()]
+    if len(exact) == 1:
+        return option_letter(exact[0]), [REPAIR_OPTION_TEXT]
+    key = option_key(answer)
+    matches = [i for i, option in enumerate(options) if option_key(option) == key]
+    if len(matches) == 1:
+        return option_letter(matches[0]), [REPAIR_OPTION_TEXT]
+    what = "several" if matches else "none"
+    raise BadRecord("bad answer", f"choice answer {answer!r} names {what} of the {len(options)} options")
