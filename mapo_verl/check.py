@@ -1,10 +1,11 @@
 """Pre-flight check: ``python -m mapo_verl check --config-path DIR --config-name NAME [overrides]``.
 
-Composes the config exactly as ``python -m verl.trainer.main_ppo`` would (same search path, same
-defaults, same overrides), then, without GPUs, runs verl's own validation
+Composes the config as ``python -m verl.trainer.main_ppo`` would (:mod:`mapo_verl.compose`), then,
+without GPUs, runs verl's own validation
 (:func:`verl.utils.config.validate_config` for the declared ``trainer.nnodes x n_gpus_per_node``)
-and MAPO's: the estimator is registered, group sizes make sense, the reward can reach the success
-threshold, the data files exist with the columns the config names, the model is named, and the
+and MAPO's: the estimator is registered, group sizes make sense, the reward is not shaped in a way
+that moves correct answers off the success threshold, the reward can reach that threshold, the
+data files exist with the columns the config names, the model is named, and the
 reward function can be loaded.  Every problem is printed with the config key it concerns; the exit
 status is 1 if there is any.
 """
@@ -13,26 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import io
 import os
 import re
 import traceback
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: verl's placeholder model path in ``hf_model.yaml``: a config that still has it names no model.
-VERL_PLACEHOLDER_MODEL = "~/models/deepseek-llm-7b-chat"
+from mapo_verl.compose import ComposeError, compose
+
 #: The reward function the shipped configs use and whose score range we know.
 ROUTER_PATH = "pkg://reward_fns.router"
-#: Estimators whose advantage compares the responses of one prompt: they need rollout.n >= 2.
-GROUP_ESTIMATORS = frozenset({"mapo", "grpo", "grpo_vectorized", "grpo_passk", "rloo", "rloo_vectorized", "opo"})
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class CheckError(Exception):
-    """The config could not be composed at all (bad path or name, bad override)."""
 
 
 @dataclass
@@ -64,54 +59,6 @@ class Report:
         return "\n".join(out)
 
 
-# ------------------------------------------------------------------------------------ composition
-def resolve_config_dir(config_path: str | None) -> Path | None:
-    """The config directory ``main_ppo`` would use for ``--config-path`` (None: verl's own).
-
-    Hydra resolves a relative ``--config-path`` against the directory of the script that declares
-    ``@hydra.main`` (``verl/trainer/``), not the working directory; a relative path that only
-    exists under the working directory is an error here because it is one for ``main_ppo``.
-    """
-    if config_path is None:
-        return None
-    path = Path(config_path).expanduser()
-    if path.is_absolute():
-        if not path.is_dir():
-            raise CheckError(f"--config-path {config_path}: no such directory")
-        return path
-    import verl.trainer.main_ppo as main_ppo
-
-    as_main_ppo = Path(main_ppo.__file__).parent / path
-    if as_main_ppo.is_dir():
-        return as_main_ppo.resolve()
-    hint = f" pass an absolute path: --config-path {Path.cwd() / path}" if (Path.cwd() / path).is_dir() else ""
-    raise CheckError(
-        f"--config-path {config_path}: main_ppo resolves a relative config path against {as_main_ppo.parent}/, "
-        f"where it does not exist;{hint or ' pass an absolute path'}"
-    )
-
-
-def compose(config_path: str | None, config_name: str, overrides: Iterable[str] = ()) -> Any:
-    """Compose ``config_name`` with ``overrides`` as ``main_ppo`` does; returns the DictConfig."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    config_dir = resolve_config_dir(config_path)
-    GlobalHydra.instance().clear()
-    ctx = (
-        initialize_config_module("verl.trainer.config", version_base=None)
-        if config_dir is None
-        else initialize_config_dir(config_dir=str(config_dir), version_base=None)
-    )
-    try:
-        with ctx:
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
-    except Exception as err:  # hydra's MissingConfigException, OverrideParseException, ConfigCompositionException
-        where = f"{config_dir}/" if config_dir is not None else "verl.trainer.config/"
-        raise CheckError(f"cannot compose {where}{config_name} with overrides {list(overrides)}: {err}") from None
-
-
 # ----------------------------------------------------------------------------------------- checks
 def _files(value: Any) -> list[str]:
     if value is None:
@@ -125,6 +72,31 @@ def _select(cfg: Any, key: str, default: Any = None) -> Any:
     from omegaconf import OmegaConf
 
     return OmegaConf.select(cfg, key, default=default)
+
+
+# ------------------------------------------------------------------------- verl's facts, from verl
+def verl_group_estimators() -> frozenset[str]:
+    """Registered estimators that compare the responses of one prompt.
+
+    verl's ``compute_advantage`` hands the prompt groups (``index=uid``) to exactly the estimators
+    whose function takes an ``index`` parameter; read off the registry, so it follows verl.
+    """
+    from verl.trainer.ppo import core_algos
+
+    return frozenset(
+        name for name, fn in core_algos.ADV_ESTIMATOR_REGISTRY.items() if "index" in inspect.signature(fn).parameters
+    )
+
+
+def verl_placeholder_model_path() -> str:
+    """The model path verl's default config ships (``model/hf_model.yaml``): a config with it names no model."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from mapo_verl.compose import VERL_CONFIG_MODULE
+
+    return str(OmegaConf.load(str(files(VERL_CONFIG_MODULE) / "model" / "hf_model.yaml")).path)
 
 
 def check_resolves(cfg: Any, report: Report) -> bool:
@@ -257,17 +229,50 @@ def reachable_scores(format_weight: float) -> list[float]:
     return sorted({compose_score(acc, fmt, format_weight)["score"] for acc in (0.0, 1.0) for fmt in (0.0, 1.0)})
 
 
-def check_mapo(cfg: Any, report: Report) -> None:
-    """MAPO's own settings: they parse, groups have >= 2 responses, success is reachable but not certain."""
+#: Where verl 0.9.1's ``dapo`` reward manager reads its overlong penalty (``reward_model.*``: the legacy
+#: spelling that verl migrates to ``reward.*``).
+OVERLONG_KEYS = ("reward.reward_kwargs.overlong_buffer_cfg", "reward_model.reward_kwargs.overlong_buffer_cfg")
+
+
+def check_shaping(cfg: Any, report: Report) -> None:
+    """No reward shaping that moves correct answers off MAPO's success threshold.
+
+    ``algorithm.use_kl_in_reward`` is refused by the estimator's own settings (:func:`check_mapo`);
+    here: the ``dapo`` reward manager's overlong penalty, which adds a negative amount to the score
+    of every long response, correct or not.
+    """
+    manager = _select(cfg, "reward.reward_manager.name")
+    for key in OVERLONG_KEYS:
+        if manager == "dapo" and _select(cfg, f"{key}.enable", False):
+            report.fail(
+                f"{key}.enable=true with reward.reward_manager.name=dapo: the overlong penalty lowers the score of "
+                "long correct answers below algorithm.mapo.success_threshold, so they count as failures and p is "
+                f"understated; set {key}.enable=false (bound the length with data.max_response_length instead)"
+            )
+
+
+def all_wrong_group(group_size: int, format_weight: float) -> tuple[float, float]:
+    """(MAPO, GRPO) advantage of the one well-formatted answer in a group where none is correct.
+
+    Its score is ``format_weight``, the others' 0: p = 0 and lambda = 1, so MAPO gives it APD = G - 1.
+    """
     import torch
 
-    from mapo_verl.mixed_advantage import is_success
+    from mapo_verl.mixed_advantage import group_ids_from_index, mixed_advantage
+
+    scores = torch.tensor([format_weight] + [0.0] * (group_size - 1), dtype=torch.float64)
+    groups = group_ids_from_index([0] * group_size)
+    mapo, grpo = (float(mixed_advantage(scores, groups, lambda_fn=fn).advantage[0]) for fn in ("tcr", "zero"))
+    return mapo, grpo
+
+
+def check_mapo(cfg: Any, report: Report) -> None:
+    """MAPO's own settings: they parse, groups have >= 2 responses, the reward is unshaped and fits the threshold."""
     from mapo_verl.verl_plugin import settings_from_config
-    from reward_fns.common import DEFAULT_FORMAT_WEIGHT, check_format_weight
 
     estimator = str(_select(cfg, "algorithm.adv_estimator"))
     n = int(_select(cfg, "actor_rollout_ref.rollout.n", 1))
-    if estimator in GROUP_ESTIMATORS:
+    if estimator in verl_group_estimators():
         if n < 2:
             report.fail(
                 f"actor_rollout_ref.rollout.n={n}: {estimator} compares the responses to one prompt and needs "
@@ -280,26 +285,40 @@ def check_mapo(cfg: Any, report: Report) -> None:
             report.info(f"algorithm.mapo is set but unused: algorithm.adv_estimator={estimator}")
         return
     try:
-        settings = settings_from_config(_select(cfg, "algorithm"))
+        settings = settings_from_config(_select(cfg, "algorithm"))  # refuses algorithm.use_kl_in_reward=true
     except ValueError as err:
         report.fail(str(err))
         return
     report.ok(
-        f"algorithm.mapo: success_threshold={settings.success_threshold:g}, lambda_fn={settings.lambda_fn}, "
-        f"epsilon={settings.epsilon:g}, norm_adv_by_std_in_grpo={settings.norm_adv_by_std}"
+        f"algorithm.mapo: success_threshold={settings.success_threshold:g}, reward_min={settings.reward_min:g}, "
+        f"lambda_fn={settings.lambda_fn}, epsilon={settings.epsilon:g}, "
+        f"norm_adv_by_std_in_grpo={settings.norm_adv_by_std}; algorithm.use_kl_in_reward=false"
     )
+    check_shaping(cfg, report)
     reward_path = _select(cfg, "reward.custom_reward_function.path")
     if reward_path != ROUTER_PATH:
         report.info(
             f"reward.custom_reward_function.path={reward_path}: not {ROUTER_PATH}, so the reachability of "
-            f"algorithm.mapo.success_threshold={settings.success_threshold:g} is not checked"
+            f"algorithm.mapo.success_threshold={settings.success_threshold:g} and algorithm.mapo.reward_min="
+            f"{settings.reward_min:g} is not checked"
         )
         return
-    raw_w = _select(cfg, "reward.custom_reward_function.reward_kwargs.format_weight", DEFAULT_FORMAT_WEIGHT)
+    check_router_scores(cfg, report, settings, n)
+
+
+def check_router_scores(cfg: Any, report: Report, settings: Any, group_size: int) -> None:
+    """With ``reward_fns.router``: the threshold is reachable but not by all, the floor is right, the format bonus."""
+    import torch
+
+    from mapo_verl.mixed_advantage import is_success
+    from reward_fns.common import DEFAULT_FORMAT_WEIGHT, check_format_weight
+
+    key = "reward.custom_reward_function.reward_kwargs.format_weight"
+    raw_w = _select(cfg, key, DEFAULT_FORMAT_WEIGHT)
     try:
         w = check_format_weight(raw_w)  # the reward's own validation
     except ValueError:
-        report.fail(f"reward.custom_reward_function.reward_kwargs.format_weight={raw_w!r} must lie in [0, 1]")
+        report.fail(f"{key}={raw_w!r} must lie in [0, 1]")
         return
     scores = reachable_scores(w)
     thr = settings.success_threshold
@@ -318,6 +337,24 @@ def check_mapo(cfg: Any, report: Report) -> None:
         )
     else:
         report.ok(f"success is reachable: router scores {shown} (format_weight={w:g}), success >= {thr:g}")
+    if settings.reward_min > scores[0]:
+        report.fail(
+            f"algorithm.mapo.reward_min={settings.reward_min:g} lies above the router's lowest score {scores[0]:g}: "
+            f"the estimator would stop at step 1; set algorithm.mapo.reward_min={scores[0]:g}"
+        )
+    elif settings.reward_min < scores[0]:
+        report.info(
+            f"algorithm.mapo.reward_min={settings.reward_min:g} lies below the router's lowest score {scores[0]:g}: "
+            "APD measures from that floor, not from the paper's (use the lowest score for the paper's values)"
+        )
+    if w > 0 and group_size >= 2:
+        mapo, grpo = all_wrong_group(group_size, w)
+        report.warn(
+            f"{key}={w:g}: in a group where no answer is correct (p = 0, lambda = 1) a well-formatted wrong answer "
+            f"scores {w:g} and gets the advantage {mapo:+.1f} = G - 1 at G={group_size} (GRPO: {grpo:+.1f}); "
+            "that is the paper's APD; set format_weight=0 if format alone should not be rewarded so strongly "
+            "(docs/estimator.md)"
+        )
 
 
 def _parquet_columns(path: str) -> list[str]:
@@ -367,10 +404,10 @@ def check_model(cfg: Any, report: Report) -> None:
     """``actor_rollout_ref.model.path`` names a local model directory or a Hugging Face Hub id."""
     path = _select(cfg, "actor_rollout_ref.model.path")
     key = "actor_rollout_ref.model.path"
-    if not path or str(path) == VERL_PLACEHOLDER_MODEL:
+    placeholder = verl_placeholder_model_path()
+    if not path or str(path) == placeholder:
         report.fail(
-            f"{key} is not set (verl's placeholder {VERL_PLACEHOLDER_MODEL}); name a model, e.g. "
-            "Qwen/Qwen2.5-VL-7B-Instruct"
+            f"{key} is not set (verl's placeholder {placeholder}); name a model, e.g. Qwen/Qwen2.5-VL-7B-Instruct"
         )
         return
     path = str(path)
@@ -431,7 +468,7 @@ def main(config_path: str | None, config_name: str, overrides: list[str]) -> int
     """Compose, check, print; 0 when all is well, 1 on any problem."""
     try:
         cfg = compose(config_path, config_name, overrides)
-    except CheckError as err:
+    except ComposeError as err:
         print(f"[FAIL] {err}\npre-flight check FAILED: 1 problem(s)")
         return 1
     report = run_checks(cfg)

@@ -2,39 +2,49 @@
 
 verl 0.9.1 calls an advantage estimator without the step's ``metrics`` dict, so the route is:
 
-1. :func:`record` (called by the ``mapo`` estimator) accumulates a handful of sums for the batch
-   in a process-local :data:`SINK`, as tensors: no host synchronisation in the estimator.
-2. The V1 trainer computes advantages in ``PPOTrainer._compute_advantage(batch, metrics)``, inside
-   the TaskRunner actor, the same process as the estimator.  :func:`install_trainer_hook` wraps
-   that one method: it empties the sink, runs verl's method unchanged, then adds
-   :func:`SINK.drain() <MetricsSink.drain>` to ``metrics``, the dict verl aggregates and logs.
-   The wrap happens when verl imports ``verl.trainer.ppo.v1.trainer_base`` (a post-import hook), so
-   nothing heavy is imported by ``import verl``.
+1. verl's V1 trainer runs one training step as ``PPOTrainer.step(metrics, timing_raw)`` in the
+   TaskRunner actor; ``fit`` logs ``metrics`` afterwards.  :func:`install_trainer_hook` wraps that
+   method: the wrapper opens a :func:`collect` block around verl's unchanged ``step`` and, when it
+   returns, adds the block's metrics to ``metrics``.  The wrap happens when verl imports
+   ``verl.trainer.ppo.v1.trainer_base`` (a post-import hook), so ``import verl`` stays light.
+2. Inside the step the ``mapo`` estimator (same process, same thread) calls :func:`record`,
+   which adds a handful of sums for its batch to the innermost open :func:`collect` block, as one
+   tensor: no host synchronisation in the estimator.  Outside any block it records nothing.
 
-If the wrap cannot be applied (verl changed), a warning is logged and training is unaffected: the
-estimator never depends on this module.  ``tests/configs/test_metrics.py`` fails loudly instead.
+Blocks live in a :class:`contextvars.ContextVar`: overlapping steps in different threads or
+asyncio tasks each collect only their own estimator calls, and a new thread starts with none.
+
+Per-step semantics: verl runs ``trainer.v1.<mode>.parameter_sync_step`` iterations per step, each
+calling the estimator once; the sums add up over all of them, so the step's metrics are exact:
+``mapo/num_groups`` is the step's total number of groups, the group means are over all of them,
+and the advantage means over all successful (failed) responses of the step.
 
 Logged keys (per training step; means over the prompt groups of the step unless noted):
 
-``mapo/lambda_mean``          mean certainty weight lambda(p)
-``mapo/p_mean``               mean success ratio p
-``mapo/groups_p0_frac``       share of groups with p = 0 (no response succeeded)
-``mapo/groups_p1_frac``       share of groups with p = 1 (every response succeeded)
+``mapo/lambda_mean``           mean certainty weight lambda(p)
+``mapo/p_mean``                mean success ratio p
+``mapo/groups_p0_frac``        share of groups with p = 0 (no response succeeded)
+``mapo/groups_p1_frac``        share of groups with p = 1 (every response succeeded)
 ``mapo/groups_singleton_frac`` share of groups of a single response (advantage 0)
-``mapo/adv_success_mean``     mean advantage of successful responses (absent if none)
-``mapo/adv_failure_mean``     mean advantage of failed responses (absent if none)
-``mapo/num_groups``           number of prompt groups
+``mapo/adv_success_mean``      mean advantage over successful responses (absent if none)
+``mapo/adv_failure_mean``      mean advantage over failed responses (absent if none)
+``mapo/num_groups``            number of prompt groups in the step
+
+If verl changes so that the wrap cannot be applied, a warning says the metrics are off and
+training is unaffected; ``tests/configs/test_metrics.py`` fails loudly instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib.abc
 import importlib.machinery
 import inspect
 import logging
 import sys
-import threading
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -47,8 +57,8 @@ PREFIX = "mapo/"
 #: The module and method the hook wraps (verl 0.9.1's V1 trainer).
 TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 TRAINER_CLASS = "PPOTrainer"
-TRAINER_METHOD = "_compute_advantage"
-_HOOK_MARK = "__mapo_metrics_hook__"
+TRAINER_METHOD = "step"
+HOOK_MARK = "__mapo_metrics_hook__"
 
 # Order of the sums in one recorded vector.
 _FIELDS = (
@@ -115,91 +125,75 @@ def sums_to_metrics(sums: list[float]) -> dict[str, float]:
     return out
 
 
-def compute_metrics(result: MixedAdvantage, groups: GroupIds) -> dict[str, float]:
-    """MAPO's metrics for one batch, directly (one host sync)."""
-    return sums_to_metrics(batch_sums(result, groups).tolist())
-
-
-class MetricsSink:
-    """Process-local accumulator between the estimator and the trainer hook (thread-safe)."""
+class StepMetrics:
+    """The sums of every estimator call recorded inside one :func:`collect` block."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: torch.Tensor | None = None
+        self._sums: torch.Tensor | None = None
 
     def add(self, sums: torch.Tensor) -> None:
-        with self._lock:
-            self._pending = sums if self._pending is None else self._pending + sums.to(self._pending.device)
+        self._sums = sums if self._sums is None else self._sums + sums.to(self._sums.device)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._pending = None
-
-    def drain(self) -> dict[str, float]:
-        """The metrics of everything recorded since the last clear/drain; empties the sink."""
-        with self._lock:
-            pending, self._pending = self._pending, None
-        return {} if pending is None else sums_to_metrics(pending.tolist())
+    def metrics(self) -> dict[str, float]:
+        """The logged metrics (one host sync); empty if the estimator was not called."""
+        return {} if self._sums is None else sums_to_metrics(self._sums.tolist())
 
 
-SINK = MetricsSink()
+_ACTIVE: contextvars.ContextVar[StepMetrics | None] = contextvars.ContextVar("mapo_step_metrics", default=None)
 _warned = False
 
 
-def record(result: MixedAdvantage, groups: GroupIds) -> None:
-    """Add one estimator call to :data:`SINK`; never raises (metrics must not break training)."""
-    global _warned
+@contextlib.contextmanager
+def collect() -> Iterator[StepMetrics]:
+    """Collect the MAPO metrics of every estimator call in this context until the block ends."""
+    block = StepMetrics()
+    token = _ACTIVE.set(block)
     try:
-        SINK.add(batch_sums(result, groups))
-    except Exception as err:  # pragma: no cover - defensive
+        yield block
+    finally:
+        _ACTIVE.reset(token)
+
+
+def record(result: MixedAdvantage, groups: GroupIds) -> None:
+    """Add one estimator call to the open :func:`collect` block, if any; never raises."""
+    global _warned
+    block = _ACTIVE.get()
+    if block is None:
+        return
+    try:
+        block.add(batch_sums(result, groups))
+    except Exception as err:  # metrics must not break training
         if not _warned:
             _warned = True
             logger.warning("mapo: could not record MAPO metrics (training continues): %r", err)
 
 
 # --------------------------------------------------------------------------------------- the hook
-def _wrap(method: Any) -> Any:
-    signature = inspect.signature(method)
+def wrap_step(step: Any) -> Any:
+    """``PPOTrainer.step(metrics, ...)`` that also adds the step's MAPO metrics to ``metrics``."""
+    signature = inspect.signature(step)
     if "metrics" not in signature.parameters:
         raise TypeError(f"{TRAINER_CLASS}.{TRAINER_METHOD}{signature} has no `metrics` parameter")
 
-    @functools.wraps(method)
-    def _compute_advantage(self: Any, *args: Any, **kwargs: Any) -> Any:
-        SINK.clear()
-        out = method(self, *args, **kwargs)
-        metrics = signature.bind(self, *args, **kwargs).arguments.get("metrics")
-        drained = SINK.drain()
-        if isinstance(metrics, dict):
-            metrics.update(drained)
+    @functools.wraps(step)
+    def _step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        logged = signature.bind(self, *args, **kwargs).arguments["metrics"]
+        with collect() as block:
+            out = step(self, *args, **kwargs)
+        logged.update(block.metrics())
         return out
 
-    setattr(_compute_advantage, _HOOK_MARK, True)
-    return _compute_advantage
+    setattr(_step, HOOK_MARK, True)
+    return _step
 
 
-def patch_trainer_module(module: Any) -> bool:
-    """Wrap ``PPOTrainer._compute_advantage`` of an imported trainer module; True if (already) wrapped."""
-    cls = getattr(module, TRAINER_CLASS, None)
-    method = getattr(cls, TRAINER_METHOD, None) if cls is not None else None
-    if method is None:
-        raise AttributeError(f"{module.__name__}.{TRAINER_CLASS}.{TRAINER_METHOD} not found")
-    if getattr(method, _HOOK_MARK, False):
-        return True
-    setattr(cls, TRAINER_METHOD, _wrap(method))
-    return True
-
-
-def is_installed() -> bool:
-    """Whether the trainer method is wrapped (imports the trainer module)."""
-    import importlib
-
-    module = importlib.import_module(TRAINER_MODULE)
-    return bool(getattr(getattr(getattr(module, TRAINER_CLASS), TRAINER_METHOD), _HOOK_MARK, False))
-
-
-def _patch_or_warn(module: Any) -> None:
+def _wrap_trainer(module: Any) -> None:
+    """Wrap ``PPOTrainer.step`` of the imported trainer module (once); warn if verl changed."""
     try:
-        patch_trainer_module(module)
+        cls = getattr(module, TRAINER_CLASS)
+        method = getattr(cls, TRAINER_METHOD)
+        if not getattr(method, HOOK_MARK, False):
+            setattr(cls, TRAINER_METHOD, wrap_step(method))
     except Exception as err:
         logger.warning(
             "mapo: MAPO metrics are off: cannot wrap %s.%s.%s (%r); the estimator works without them",
@@ -219,11 +213,11 @@ class _PostImportLoader(importlib.abc.Loader):
 
     def exec_module(self, module: Any) -> None:
         self._loader.exec_module(module)
-        _patch_or_warn(module)
+        _wrap_trainer(module)
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Patches the trainer module right after its first import; otherwise out of the way."""
+    """Wraps the trainer right after its module's first import; otherwise out of the way."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != TRAINER_MODULE:
@@ -236,10 +230,9 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
 
 
 def install_trainer_hook() -> None:
-    """Wrap the trainer method now if verl's trainer is imported, else as soon as it is."""
+    """Wrap the trainer now if verl's trainer module is imported, else as soon as it is."""
     module = sys.modules.get(TRAINER_MODULE)
     if module is not None:
-        _patch_or_warn(module)
-        return
-    if not any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
+        _wrap_trainer(module)
+    elif not any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _PostImportFinder())

@@ -1,27 +1,40 @@
 """Mixed Advantage Policy Optimization (MAPO, arXiv 2509.18849): the math, in pure PyTorch.
 
 Nothing here imports verl; :mod:`mapo_verl.verl_plugin` adapts it to verl's estimator
-signature.  For the G responses of one prompt (a *group*) with outcome scores s_i:
+signature.  For the G responses of one prompt (a *group*) with outcome scores s_i and the
+reward's floor r_min (``reward_min``, default 0: the paper's non-negative rewards):
 
     mu        = mean_i s_i
-    sigma     = std_i s_i                      (unbiased, as ``torch.std`` and verl's GRPO)
+    sigma     = std_i s_i                        (unbiased, as ``torch.std`` and verl's GRPO)
     N         = #{i : s_i >= success_threshold}  (trajectory certainty counts successes)
-    p         = N / G                          (success ratio)
-    lambda(p) = 1 - 4 p (1 - p) = (2p - 1)^2   ("tcr", the paper's trajectory certainty reweight)
+    p         = N / G                            (success ratio)
+    lambda(p) = 1 - 4 p (1 - p) = (2p - 1)^2     ("tcr", the paper's trajectory certainty reweight)
 
-    deviation_i = (s_i - mu) / (sigma + eps)   (GRPO's z-score; ``s_i - mu`` without std norm)
-    APD_i       = (s_i - mu) / (|mu| + eps)    (Advantage Percent Deviation)
-    A_i         = (1 - lambda(p)) * deviation_i + lambda(p) * APD_i
+    D_i   = (s_i - mu) / (sigma + eps)           (GRPO's z-score; ``s_i - mu`` without std norm)
+    APD_i = (s_i - mu) / (mu - r_min + eps)      (Advantage Percent Deviation)
+    A_i   = (1 - lambda(p)) * D_i + lambda(p) * APD_i
 
-The paper writes APD as (s_i - mu) / mu, which assumes non-negative rewards.  We divide by
-|mu| so that a signed reward with a negative group mean keeps the advantage's sign (a response
-above the mean is always pushed up); for mu >= 0 the two are identical.
+APD is the deviation as a share of the group mean's height above the floor.  With r_min = 0 it
+is the paper's (s_i - mu) / mu.  For binary rewards {r_min, b} it is exactly the paper's
+(1 - p) / p for a success and -1 for a failure, whatever r_min and b are, so shifting the reward
+and the floor together changes nothing.  A score below r_min is an error.
+
+Bounds (G >= 2, every s_i >= r_min; t_i = s_i - r_min >= 0 has mean m = mu - r_min):
+
+* APD: t_i - m <= (G - 1) m and m - t_i <= m, so  -1 <= APD_i <= G - 1.
+* D with std norm: Samuelson's inequality with the unbiased sigma, |s_i - mu| <= sigma (G - 1) / sqrt(G),
+  so |D_i| <= (G - 1) / sqrt(G) <= G - 1.
+* D without std norm: s_i - mu = (1/G) sum_j (s_i - s_j), so |D_i| <= (1 - 1/G) (max_j s_j - min_j s_j).
+* A mixes them with weights 1 - lambda and lambda in [0, 1]:  |A_i| <= G - 1 with std norm (the
+  default), and |A_i| <= max(G - 1, (1 - 1/G) (max_j s_j - min_j s_j)) without.
+  See :func:`advantage_bound`; ``tests/estimator/test_bounds.py`` checks it over random groups.
 
 A group of a single response carries no relative signal and gets A = 0.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +44,8 @@ import pandas as pd
 import torch
 
 #: Absolute slack, scaled by max(1, |threshold|), when comparing a score with the success
-#: threshold: 0.9 * 1.0 + 0.1 * 1.0 is 0.99999994 in float32 and must still count as 1.0.
+#: threshold or the reward floor: 0.9 * 1.0 + 0.1 * 1.0 is 0.99999994 in float32 and must
+#: still count as 1.0.
 SUCCESS_TOLERANCE = 1e-6
 
 
@@ -76,22 +90,24 @@ def trajectory_certainty_weight(success_ratio: torch.Tensor, lambda_fn: str = "t
     return weight(success_ratio)
 
 
+def _slack(level: float) -> float:
+    return SUCCESS_TOLERANCE * max(1.0, abs(level))
+
+
 def is_success(scores: torch.Tensor, success_threshold: float) -> torch.Tensor:
     """s_i >= threshold, with slack ``SUCCESS_TOLERANCE * max(1, |threshold|)`` for float32 rounding."""
-    return scores >= success_threshold - SUCCESS_TOLERANCE * max(1.0, abs(success_threshold))
+    return scores >= success_threshold - _slack(success_threshold)
 
 
-def advantage_percent_deviation(scores: torch.Tensor, mean: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """APD_i = (s_i - mu) / (|mu| + eps): the deviation as a fraction of the group mean."""
-    return (scores - mean) / (mean.abs() + epsilon)
+def advantage_bound(group_size: int, *, norm_by_std: bool = True, spread: float = 0.0) -> float:
+    """The largest |A_i| a group of ``group_size`` scores >= reward_min can receive (module docstring).
 
-
-def group_deviation(
-    scores: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, epsilon: float, norm_by_std: bool
-) -> torch.Tensor:
-    """GRPO's advantage: (s_i - mu) / (sigma + eps), or s_i - mu when ``norm_by_std`` is false."""
-    centred = scores - mean
-    return centred / (std + epsilon) if norm_by_std else centred
+    ``spread`` (max_j s_j - min_j s_j) matters only without std normalisation.
+    """
+    if group_size < 2:
+        return 0.0
+    apd = float(group_size - 1)
+    return apd if norm_by_std else max(apd, (1.0 - 1.0 / group_size) * spread)
 
 
 @dataclass(frozen=True)
@@ -124,19 +140,47 @@ def group_ids_from_index(index: Any) -> GroupIds:
     return GroupIds(ids=codes, sizes=sizes, labels=np.asarray(labels, dtype=object))
 
 
+def check_scores(scores: torch.Tensor, groups: GroupIds, reward_min: float) -> None:
+    """Every score is finite and >= ``reward_min`` (within float32 slack); ValueError otherwise.
+
+    On CPU the error names how many scores, which rows and uids, and the knob.  On CUDA the
+    check is ``torch._assert_async`` (no host synchronisation): a failure surfaces as a CUDA
+    device-side assertion with the same sentence at the next synchronisation, which ends the
+    process, as an error at step 1 should.
+    """
+    floor = reward_min - _slack(reward_min)
+    ok = torch.isfinite(scores) & (scores >= floor)
+    rule = (
+        f"response scores must be finite and >= algorithm.mapo.reward_min={reward_min:g} (the reward's floor; "
+        "set it to the lowest score your reward can give)"
+    )
+    if scores.is_cuda:
+        torch._assert_async(ok.all(), rule)
+        return
+    if bool(ok.all()):
+        return
+    rows = (~ok).nonzero().flatten().numpy()
+    values = scores[torch.from_numpy(rows[:5])].tolist()
+    uids = list(dict.fromkeys(str(groups.labels[groups.ids[r]]) for r in rows[:5]))
+    nonfinite = int((~torch.isfinite(scores)).sum())
+    below = rows.size - nonfinite
+    raise ValueError(
+        f"{rows.size} of {scores.numel()} response scores are invalid ({nonfinite} NaN or infinite, {below} below "
+        f"algorithm.mapo.reward_min={reward_min:g}): rows {rows[:5].tolist()}, scores {values}, uids {uids}; {rule}"
+    )
+
+
 @dataclass(frozen=True)
 class MixedAdvantage:
     """Per-response results of :func:`mixed_advantage` (all shape (B,), on the scores' device).
 
-    ``advantage`` is A_i; the rest explain it: the group's success ratio p, lambda(p), and the
-    two terms that A_i mixes.  ``singleton`` marks responses alone in their group (A_i = 0).
+    ``advantage`` is A_i; ``success_ratio`` the group's p and ``certainty_weight`` its lambda(p);
+    ``success`` marks s_i >= threshold, ``singleton`` a response alone in its group (A_i = 0).
     """
 
     advantage: torch.Tensor
     success_ratio: torch.Tensor
     certainty_weight: torch.Tensor
-    deviation: torch.Tensor
-    percent_deviation: torch.Tensor
     success: torch.Tensor
     singleton: torch.Tensor
 
@@ -146,16 +190,18 @@ def mixed_advantage(
     groups: GroupIds,
     *,
     success_threshold: float = 1.0,
+    reward_min: float = 0.0,
     lambda_fn: str = "tcr",
     epsilon: float = 1e-6,
     norm_by_std: bool = True,
 ) -> MixedAdvantage:
     """MAPO's advantage A_i for each response's outcome score s_i (see the module docstring).
 
-    Group sums use ``index_add_`` over the dense ids, so the cost is a few passes over B scores,
-    with no loop over groups and no host synchronisation.  Statistics are accumulated in float64
-    (B is small; this keeps mu and sigma exact to float32 output precision); the result is cast
-    back to the scores' dtype.
+    Scores are checked by :func:`check_scores`, then shifted to t_i = max(s_i - r_min, 0) (the
+    clamp only absorbs float32 rounding below the floor), so that APD_i = (t_i - m) / (m + eps)
+    and D_i is unchanged by the shift.  Group sums use ``index_add_`` over the dense ids: a few
+    passes over B scores, no loop over groups, and on CUDA no host synchronisation.  Statistics
+    are accumulated in float64; the result is cast back to the scores' dtype.
     """
     if scores.ndim != 1:
         raise ValueError(f"scores must be one-dimensional (one per response), got shape {tuple(scores.shape)}")
@@ -163,15 +209,19 @@ def mixed_advantage(
         raise ValueError(f"index has {groups.ids.shape[0]} entries but there are {scores.shape[0]} responses")
     if lambda_fn not in LAMBDA_FUNCTIONS:  # fail before any arithmetic
         trajectory_certainty_weight(scores.new_zeros(0), lambda_fn)
+    if not (math.isfinite(reward_min) and math.isfinite(success_threshold)):
+        raise ValueError(f"reward_min={reward_min} and success_threshold={success_threshold} must be finite")
+    check_scores(scores, groups, reward_min)
 
     device = scores.device
     ids = torch.from_numpy(groups.ids).to(device, non_blocking=True)
     sizes = torch.from_numpy(groups.sizes).to(device=device, dtype=torch.float64, non_blocking=True)
     s = scores.to(torch.float64)
+    t = (s - reward_min).clamp_min(0.0)  # height above the floor
 
-    sums = torch.zeros(groups.num_groups, dtype=torch.float64, device=device).index_add_(0, ids, s)
-    mean_g = sums / sizes
-    centred = s - mean_g.index_select(0, ids)
+    sums = torch.zeros(groups.num_groups, dtype=torch.float64, device=device).index_add_(0, ids, t)
+    height_g = sums / sizes  # mu - r_min
+    centred = t - height_g.index_select(0, ids)  # s_i - mu
     sq = torch.zeros_like(sums).index_add_(0, ids, centred * centred)
     std_g = (sq / (sizes - 1.0).clamp_min(1.0)).sqrt()  # Bessel-corrected, as torch.std
 
@@ -181,9 +231,9 @@ def mixed_advantage(
     weight_g = trajectory_certainty_weight(ratio_g, lambda_fn)
 
     # index_select, not advanced indexing: x[ids] takes milliseconds on a busy multi-threaded CPU.
-    mean, std, ratio, weight = (x.index_select(0, ids) for x in (mean_g, std_g, ratio_g, weight_g))
-    deviation = group_deviation(s, mean, std, epsilon, norm_by_std)
-    percent = advantage_percent_deviation(s, mean, epsilon)
+    height, std, ratio, weight = (x.index_select(0, ids) for x in (height_g, std_g, ratio_g, weight_g))
+    deviation = centred / (std + epsilon) if norm_by_std else centred
+    percent = centred / (height + epsilon)
     advantage = (1.0 - weight) * deviation + weight * percent
 
     singleton = (sizes == 1.0).index_select(0, ids)
@@ -194,8 +244,6 @@ def mixed_advantage(
         advantage=advantage.to(out),
         success_ratio=ratio.to(out),
         certainty_weight=weight.to(out),
-        deviation=deviation.to(out),
-        percent_deviation=percent.to(out),
         success=success,
         singleton=singleton,
     )

@@ -1,9 +1,9 @@
 """verl glue: registers the ``mapo`` advantage estimator in verl's ``core_algos`` registry.
 
-verl (>= 0.9) imports this module on every ``import verl`` through the ``verl.plugins`` entry
-point that ``pyproject.toml`` declares, in the driver and in every Ray actor, including the
-TaskRunner where advantages are computed.  For older verl set
-``VERL_USE_EXTERNAL_MODULES=mapo_verl``.
+verl imports this module on every ``import verl`` through the ``verl.plugins`` entry point that
+``pyproject.toml`` declares, in the driver and in every Ray actor, including the TaskRunner where
+advantages are computed.  Where entry points are turned off (``VERL_USE_EXTERNAL_PLUGINS=none``),
+``VERL_USE_EXTERNAL_MODULES=mapo_verl`` imports it instead.
 
 All the math lives in :mod:`mapo_verl.mixed_advantage`; this module only adapts verl's
 calling convention (token-level tensors, a uid array, the ``algorithm`` config section).
@@ -20,18 +20,20 @@ import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from mapo_verl.mixed_advantage import (
-    LAMBDA_FUNCTIONS,
-    GroupIds,
-    MixedAdvantage,
-    group_ids_from_index,
-    mixed_advantage,
-)
+from mapo_verl import metrics
+from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, MixedAdvantage, group_ids_from_index, mixed_advantage
 
 ESTIMATOR_NAME = "mapo"
 
 logger = logging.getLogger(__name__)
 _warned_singleton = False
+
+#: Why MAPO refuses reward shaping that moves correct answers off the success threshold.
+KL_IN_REWARD_ERROR = (
+    "algorithm.use_kl_in_reward=true subtracts beta*KL from every score, so a correct answer lands just below "
+    "algorithm.mapo.success_threshold: p = 0 in every group, lambda = 1, and MAPO silently becomes pure APD. "
+    "Put the KL in the loss instead: algorithm.use_kl_in_reward=false actor_rollout_ref.actor.use_kl_loss=true"
+)
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,13 @@ class MapoSettings:
     """The knobs under ``algorithm.mapo`` (plus verl's ``algorithm.norm_adv_by_std_in_grpo``)."""
 
     success_threshold: float = 1.0
+    reward_min: float = 0.0
     lambda_fn: str = "tcr"
     epsilon: float = 1e-6
     norm_adv_by_std: bool = True
 
 
-MAPO_KEYS = ("success_threshold", "lambda_fn", "epsilon")
+MAPO_KEYS = ("success_threshold", "reward_min", "lambda_fn", "epsilon")
 
 
 def _get(section: Any, key: str, default: Any) -> Any:
@@ -61,9 +64,12 @@ def _get(section: Any, key: str, default: Any) -> Any:
 def settings_from_config(config: Any) -> MapoSettings:
     """Build :class:`MapoSettings` from the ``algorithm`` config section verl passes (or None).
 
-    Raises ValueError naming the offending ``algorithm.mapo.*`` key for unknown keys (a typo
-    would otherwise silently run the defaults) and for values out of range.
+    Raises ValueError naming the offending key for unknown ``algorithm.mapo.*`` keys (a typo
+    would otherwise silently run the defaults), for values out of range, and for
+    ``algorithm.use_kl_in_reward=true`` (:data:`KL_IN_REWARD_ERROR`).
     """
+    if bool(_get(config, "use_kl_in_reward", False)):
+        raise ValueError(KL_IN_REWARD_ERROR)
     section = _get(config, "mapo", None)
     if section is not None:
         keys = list(section.keys()) if hasattr(section, "keys") else []
@@ -79,19 +85,24 @@ def settings_from_config(config: Any) -> MapoSettings:
             f"algorithm.mapo.lambda_fn={lambda_fn!r} is not a known lambda function; "
             f"valid names: {', '.join(sorted(LAMBDA_FUNCTIONS))}"
         )
-    try:
-        threshold = float(_get(section, "success_threshold", defaults.success_threshold))
-        epsilon = float(_get(section, "epsilon", defaults.epsilon))
-    except (TypeError, ValueError) as err:
+    numbers = {}
+    for key in ("success_threshold", "reward_min", "epsilon"):
+        raw = _get(section, key, getattr(defaults, key))
+        try:
+            numbers[key] = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"algorithm.mapo.{key} must be a number, got {raw!r}") from None
+        if not np.isfinite(numbers[key]):
+            raise ValueError(f"algorithm.mapo.{key} must be finite, got {raw!r}")
+    if numbers["epsilon"] <= 0:
+        raise ValueError(f"algorithm.mapo.epsilon must be a positive number, got {numbers['epsilon']}")
+    if numbers["success_threshold"] <= numbers["reward_min"]:
         raise ValueError(
-            f"algorithm.mapo.success_threshold and algorithm.mapo.epsilon must be numbers: {err}"
-        ) from None
-    if not np.isfinite(threshold):
-        raise ValueError(f"algorithm.mapo.success_threshold must be finite, got {threshold}")
-    if not (np.isfinite(epsilon) and epsilon > 0):
-        raise ValueError(f"algorithm.mapo.epsilon must be a positive number, got {epsilon}")
+            f"algorithm.mapo.success_threshold={numbers['success_threshold']:g} must lie above "
+            f"algorithm.mapo.reward_min={numbers['reward_min']:g} (the reward's floor)"
+        )
     norm = bool(_get(config, "norm_adv_by_std_in_grpo", defaults.norm_adv_by_std))
-    return MapoSettings(success_threshold=threshold, lambda_fn=lambda_fn, epsilon=epsilon, norm_adv_by_std=norm)
+    return MapoSettings(lambda_fn=lambda_fn, norm_adv_by_std=norm, **numbers)
 
 
 def _check_inputs(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any) -> None:
@@ -115,17 +126,6 @@ def _check_inputs(token_level_rewards: torch.Tensor, response_mask: torch.Tensor
         )
 
 
-def _check_finite(scores: torch.Tensor, labels: np.ndarray, ids: np.ndarray) -> None:
-    bad = ~torch.isfinite(scores)
-    if bool(bad.any()):  # the one host sync of the estimator
-        rows = bad.nonzero().flatten().cpu().numpy()
-        uids = list(dict.fromkeys(str(labels[ids[r]]) for r in rows[:5]))
-        raise ValueError(
-            f"{rows.size} of {scores.numel()} response scores are NaN or infinite "
-            f"(rows {rows[:5].tolist()}, uids {uids}); check the reward function"
-        )
-
-
 def mapo_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
@@ -138,40 +138,25 @@ def mapo_advantage(
     s_i = sum_t token_level_rewards[i, t]; A_i from :func:`mapo_verl.mixed_advantage.mixed_advantage`
     with knobs from ``config`` (``algorithm.mapo.*``, ``algorithm.norm_adv_by_std_in_grpo``).
     Returns ``(advantages, returns)``, both A_i broadcast over the tokens times ``response_mask``,
-    in the rewards' dtype and device.
+    in the rewards' dtype and device.  The batch's MAPO metrics go to :func:`mapo_verl.metrics.record`.
     """
-    result, groups = compute_mixed_advantage(token_level_rewards, response_mask, index, config)
-    _record_metrics(result, groups)
+    result = compute_mixed_advantage(token_level_rewards, response_mask, index, config)
     advantages = result.advantage.unsqueeze(-1) * response_mask
     if advantages.dtype != token_level_rewards.dtype:
         advantages = advantages.to(token_level_rewards.dtype)
     return advantages, advantages
 
 
-def _record_metrics(result: MixedAdvantage, groups: GroupIds) -> None:
-    """Hand the batch to :mod:`mapo_verl.metrics` (logged by the trainer hook); never raises."""
-    try:
-        from mapo_verl import metrics
-
-        metrics.record(result, groups)
-    except Exception as err:  # metrics are optional: the estimator must keep working
-        logger.debug("mapo: metrics not recorded: %r", err)
-
-
 def compute_mixed_advantage(
     token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any
-) -> tuple[MixedAdvantage, GroupIds]:
-    """Validate verl's inputs and run the pure-math estimator on the outcome scores.
-
-    Returns the per-response result and the uid grouping it used (the metrics reuse both).
-    """
+) -> MixedAdvantage:
+    """Validate verl's inputs, run the pure-math estimator on the outcome scores, record metrics."""
     global _warned_singleton
     settings = settings_from_config(config)
     _check_inputs(token_level_rewards, response_mask, index)
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
         groups = group_ids_from_index(index)
-        _check_finite(scores, groups.labels, groups.ids)
         if not _warned_singleton and bool((groups.sizes == 1).any()):
             _warned_singleton = True
             logger.warning(
@@ -184,11 +169,13 @@ def compute_mixed_advantage(
             scores,
             groups,
             success_threshold=settings.success_threshold,
+            reward_min=settings.reward_min,
             lambda_fn=settings.lambda_fn,
             epsilon=settings.epsilon,
             norm_by_std=settings.norm_adv_by_std,
         )
-    return result, groups
+        metrics.record(result, groups)
+    return result
 
 
 def _is_ours(fn: Any) -> bool:
@@ -215,12 +202,6 @@ def register() -> None:
 
 
 register()
-
-# MAPO's metrics (mean lambda, p, ...) in verl's step metrics: wraps the V1 trainer's
-# _compute_advantage once verl imports it. Optional: the estimator works without it.
-try:
-    from mapo_verl.metrics import install_trainer_hook
-
-    install_trainer_hook()
-except Exception as _err:
-    logger.warning("mapo: MAPO metrics are off (%r); the estimator works without them", _err)
+# MAPO's metrics (mean lambda, p, ...) in verl's step metrics: wraps the V1 trainer's step once
+# verl imports it (mapo_verl.metrics); a changed verl only turns the metrics off, with a warning.
+metrics.install_trainer_hook()

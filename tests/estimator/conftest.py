@@ -24,11 +24,15 @@ def reference_mapo(
     index: Sequence[object],
     *,
     success_threshold: float = 1.0,
+    reward_min: float = 0.0,
     lambda_fn: str = "tcr",
     epsilon: float = 1e-6,
     norm_by_std: bool = True,
 ) -> list[float]:
-    """MAPO written out from the issue's definition, one response at a time, in Python floats."""
+    """MAPO written out from the issue's definition, one response at a time, in Python floats.
+
+    APD_i = (s_i - mu) / (mu - reward_min + eps): the deviation as a share of the mean's height above the floor.
+    """
     members: dict[object, list[int]] = defaultdict(list)
     for i, uid in enumerate(index):
         members[uid].append(i)
@@ -45,7 +49,7 @@ def reference_mapo(
         lam = LAMBDA_REFERENCE[lambda_fn](p)
         for i, v in zip(rows, vals, strict=True):
             dev = (v - mu) / (sigma + epsilon) if norm_by_std else v - mu
-            apd = (v - mu) / (abs(mu) + epsilon)
+            apd = (v - mu) / (mu - reward_min + epsilon)
             out[i] = (1 - lam) * dev + lam * apd
     return out
 

@@ -118,14 +118,62 @@ def test_size_one_groups_get_zero_and_warn_once(caplog) -> None:
     assert "2 of 3 groups" in warnings[0].getMessage()
 
 
-def test_signed_rewards_keep_the_sign_of_the_deviation(reference) -> None:
-    # mu = -0.5 < 0: the paper's (r - mu) / mu would flip signs; |mu| keeps the better response positive.
-    scores, index = [-1.0, -1.0, 0.0, 0.0], ["n"] * 4
-    adv = _outcome(scores, index, _cfg(lambda_fn="one"))
-    assert adv.tolist() == pytest.approx([-1.0, -1.0, 1.0, 1.0], rel=1e-5)  # (r + 0.5) / 0.5
-    assert adv.tolist() == pytest.approx(reference(scores, index, lambda_fn="one"), rel=1e-6)
-    mixed = _outcome(scores, index)
-    assert (mixed[2:] > 0).all() and (mixed[:2] < 0).all()
+def test_signed_group_from_the_issue_with_its_floor(reference) -> None:
+    # rewards in [-1, 1], group [1, -1, 0, 0]: mu = 0, p = 1/4, lambda = 1/4, sigma = sqrt(2/3).
+    # APD = (s - 0) / (0 - (-1)) = s; GRPO = s / sigma; MAPO = 0.75 * s / sigma + 0.25 * s.
+    scores, index = [1.0, -1.0, 0.0, 0.0], ["n"] * 4
+    adv = _outcome(scores, index, _cfg(reward_min=-1.0))
+    top = 0.75 / math.sqrt(2 / 3) + 0.25
+    assert adv.tolist() == pytest.approx([top, -top, 0.0, 0.0], rel=1e-5)
+    assert adv.tolist() == pytest.approx(reference(scores, index, reward_min=-1.0), rel=1e-6)
+    assert adv.abs().max().item() <= 3  # G - 1 (the old |mu| rule gave about 250,000 here)
+
+
+def test_score_below_the_floor_is_an_error_naming_count_uids_and_knob() -> None:
+    rewards = torch.tensor([[1.0], [-1.0], [0.0], [-0.5], [1.0]])
+    index = np.array(["u1", "u1", "u2", "u2", "u2"], dtype=object)
+    with pytest.raises(ValueError, match=r"2 of 5 response scores .*2 below algorithm.mapo.reward_min=0.*u1.*u2"):
+        mapo_advantage(rewards, torch.ones_like(rewards), index)
+    with pytest.raises(ValueError, match=r"1 of 5 .*below algorithm.mapo.reward_min=-0.75"):
+        mapo_advantage(rewards, torch.ones_like(rewards), index, _cfg(reward_min=-0.75))
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.0, 1.0), (-1.0, 1.0), (-5.0, -2.0), (2.0, 7.0)])
+def test_binary_rewards_give_the_papers_apd_whatever_the_levels(low: float, high: float) -> None:
+    # 3 successes of 8: p = 3/8, APD = (1 - p) / p = 5/3 for a success and -1 for a failure.
+    scores = [high] * 3 + [low] * 5
+    cfg = _cfg(lambda_fn="one", reward_min=low, success_threshold=high)
+    adv = _outcome(scores, ["b"] * 8, cfg)
+    assert adv.tolist() == pytest.approx([5 / 3] * 3 + [-1.0] * 5, rel=1e-5)
+
+
+def test_shifting_reward_and_floor_together_changes_nothing(rng, make_batch) -> None:
+    rewards, mask, index = make_batch(rng, num_groups=20)
+    base, _ = mapo_advantage(rewards, mask, index, _cfg())
+    last = mask.cumsum(-1) == mask.sum(-1, keepdim=True)  # the shift goes on one token per response
+    for shift in (-3.0, 2.5):
+        shifted = rewards + shift * (last & (mask > 0)).float()
+        cfg = _cfg(reward_min=shift, success_threshold=1.0 + shift)
+        adv, _ = mapo_advantage(shifted, mask, index, cfg)
+        torch.testing.assert_close(adv, base, rtol=1e-5, atol=1e-5)
+
+
+def test_all_wrong_group_with_a_format_bonus_gets_g_minus_one() -> None:
+    # G = 12, format_weight 0.1: one well-formatted wrong answer (0.1), eleven zeros. p = 0, lambda = 1: APD.
+    scores, index = [0.1] + [0.0] * 11, ["w"] * 12
+    mapo = _outcome(scores, index)
+    grpo = _outcome(scores, index, _cfg(lambda_fn="zero"))
+    assert mapo[0].item() == pytest.approx(11.0, rel=1e-3) and mapo[1:].tolist() == pytest.approx([-1.0] * 11, rel=1e-3)
+    assert grpo[0].item() == pytest.approx(11 / math.sqrt(12), rel=1e-4)  # about +3.2
+
+
+def test_kl_in_reward_is_refused_naming_the_fix() -> None:
+    rewards = torch.tensor([[1.0], [0.0]])
+    cfg = OmegaConf.create({"use_kl_in_reward": True, "mapo": {}})
+    with pytest.raises(ValueError, match=r"use_kl_in_reward=true.*actor_rollout_ref.actor.use_kl_loss=true"):
+        mapo_advantage(rewards, torch.ones_like(rewards), np.array(["a", "a"], dtype=object), cfg)
+    ok = OmegaConf.create({"use_kl_in_reward": False})
+    mapo_advantage(rewards, torch.ones_like(rewards), np.array(["a", "a"], dtype=object), ok)
 
 
 def test_threshold_between_reward_values() -> None:
@@ -162,7 +210,7 @@ def test_integer_and_list_indices_group_like_strings() -> None:
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_scores_are_rejected_with_rows_and_uids(bad: float) -> None:
     rewards = torch.tensor([[1.0], [bad], [0.0], [bad]])
-    with pytest.raises(ValueError, match=r"2 of 4 response scores are NaN or infinite.*rows \[1, 3\].*uid-b"):
+    with pytest.raises(ValueError, match=r"2 of 4 response scores are invalid \(2 NaN or inf.*rows \[1, 3\].*uid-b"):
         mapo_advantage(rewards, torch.ones_like(rewards), np.array(["uid-a", "uid-b", "uid-a", "uid-b"], dtype=object))
 
 
@@ -187,8 +235,12 @@ def test_bad_config_is_rejected_with_names() -> None:
         mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(lamda_fn="tcr"))
     with pytest.raises(ValueError, match="epsilon must be a positive number"):
         mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(epsilon=0))
-    with pytest.raises(ValueError, match="success_threshold must be finite"):
+    with pytest.raises(ValueError, match=r"algorithm\.mapo\.success_threshold must be finite"):
         mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(success_threshold=float("nan")))
+    with pytest.raises(ValueError, match=r"algorithm\.mapo\.reward_min must be a number"):
+        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(reward_min="low"))
+    with pytest.raises(ValueError, match=r"success_threshold=0.5 must lie above algorithm.mapo.reward_min=0.5"):
+        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(success_threshold=0.5, reward_min=0.5))
 
 
 def test_defaults_without_config_and_with_empty_section() -> None:

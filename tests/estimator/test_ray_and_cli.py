@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mapo_verl.cli import explain
+from mapo_verl.cli import declared_verl_range, explain, verl_version_check
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,28 @@ def test_explain_table_shows_the_worked_example() -> None:
     assert [r[3] for r in rows] == ["-1.5000", "0.5000", "0.5000", "0.5000"]  # GRPO column
 
 
+def test_explain_states_the_signed_rule_with_an_example() -> None:
+    knobs = {"success_threshold": 1.0, "lambda_fn": "tcr", "epsilon": 1e-6, "norm_by_std": True}
+    table = explain([1, -1, 0, 0], reward_min=-1, **knobs)
+    assert "APD: (r - mu) / (mu - r_min + eps)" in table and "r_min = -1" in table
+    rows = [line.split() for line in table.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[4] for r in rows] == ["1.0000", "-1.0000", "0.0000", "0.0000"]  # APD = s / (0 + 1)
+    assert "bound: |MAPO| <= G - 1 = 3" in table
+
+
+def test_declared_verl_range_is_the_tested_one() -> None:
+    import verl
+
+    declared = declared_verl_range()
+    assert declared == ">=0.9.1,<0.10"
+    assert verl_version_check(verl.__version__)[0], "the verl these tests run against is outside the declared range"
+    inside, sentence = verl_version_check("0.9.0", declared)
+    assert not inside and "verl 0.9.0 is outside the range" in sentence
+    assert "pip install 'verl>=0.9.1,<0.10'" in sentence
+    assert not verl_version_check("0.10.0", declared)[0]
+
+
+@pytest.mark.slow
 def test_explain_command_line() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mapo_verl", "explain", "1", "0", "0", "0", "--lambda-fn", "linear"],
@@ -66,16 +88,21 @@ def test_explain_command_line() -> None:
     assert "lambda(p) = 0.5000  (linear)" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "mapo_verl", "explain", "x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid float value: 'x'" in bad.stderr
+    signed = subprocess.run([sys.executable, "-m", "mapo_verl", "explain", "1", "-1"], capture_output=True, text=True)
+    assert signed.returncode == 2 and "below algorithm.mapo.reward_min=0" in signed.stderr
 
 
+@pytest.mark.slow
 def test_doctor_without_ray_reports_all_good() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mapo_verl", "doctor", "--no-ray"], capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[ok ] fresh interpreter: `import verl` registers 'mapo'" in out.stdout
+    assert "[ok ] verl 0.9.1 is inside the tested range verl>=0.9.1,<0.10" in out.stdout
 
 
+@pytest.mark.slow
 def test_doctor_reports_a_disabled_plugin_and_fails() -> None:
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none"}
     out = subprocess.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -22,18 +23,51 @@ from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 from mapo_verl import verl_plugin
 
 
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _start(code: str, **env: str) -> subprocess.Popen[str]:
     """A fresh interpreter (outside the repo, so only the installed package is visible)."""
     full_env = {**os.environ, **env}
     full_env.pop("PYTHONPATH", None)
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=full_env,
         cwd=Path(sys.executable).parent,
-        timeout=300,
     )
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+VERL_CPU_TESTS = Path(verl.__file__).parent.parent / "tests" / "trainer" / "ppo" / "test_core_algos_on_cpu.py"
+
+# One fresh interpreter for every probe that needs a clean `import verl` under the default environment;
+# its findings are the last line of stdout, as JSON.
+_FRESH_PROBES = f"""
+import json, sys
+import mapo_verl.mixed_advantage
+found = {{"math_imports_verl": "verl" in sys.modules}}
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+fn = get_adv_estimator_fn("mapo")
+found["estimator"] = [fn.__module__, fn.__name__]
+from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+found["metrics_hook"] = bool(getattr(PPOTrainer.step, "__mapo_metrics_hook__", False))
+import pytest
+# verl's own CPU tests of the estimators, with the plugin loaded (their setUp clears the registry: last)
+found["verl_tests_exit"] = int(pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", {str(VERL_CPU_TESTS.parent)!r},
+                                            {str(VERL_CPU_TESTS)!r}]))
+print(json.dumps(found))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_interpreter() -> dict:
+    code, out, err = _finish(_start(_FRESH_PROBES))
+    assert code == 0, out[-3000:] + err[-3000:]
+    return {**json.loads(out.strip().splitlines()[-1]), "stdout": out}
 
 
 def _algorithm_section(*overrides: str):
@@ -85,34 +119,41 @@ def test_an_unrelated_estimator_named_mapo_is_not_overridden() -> None:
         core_algos.ADV_ESTIMATOR_REGISTRY["mapo"] = ours
 
 
-def test_fresh_interpreter_that_imports_only_verl_resolves_mapo() -> None:
-    out = _python(
-        """
-        import sys
-        from verl.trainer.ppo.core_algos import get_adv_estimator_fn as g
-        fn = g('mapo')
-        print(fn.__module__, fn.__name__)
-        """
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["mapo_verl.verl_plugin", "mapo_advantage"]
+@pytest.mark.slow
+def test_fresh_interpreter_that_imports_only_verl_resolves_mapo_and_hooks_the_trainer(fresh_interpreter) -> None:
+    assert fresh_interpreter["estimator"] == ["mapo_verl.verl_plugin", "mapo_advantage"]
+    assert fresh_interpreter["metrics_hook"] is True
 
 
+@pytest.mark.slow
+def test_mapo_verl_math_alone_does_not_import_verl(fresh_interpreter) -> None:
+    assert fresh_interpreter["math_imports_verl"] is False
+
+
+@pytest.mark.slow
+def test_verl_own_core_algos_cpu_tests_pass_with_the_plugin_installed(fresh_interpreter) -> None:
+    assert VERL_CPU_TESTS.is_file(), f"verl's wheel no longer ships {VERL_CPU_TESTS}"
+    assert fresh_interpreter["verl_tests_exit"] == 0, fresh_interpreter["stdout"][-3000:]
+    assert " passed" in fresh_interpreter["stdout"]
+
+
+@pytest.mark.slow
 def test_entry_point_is_the_mechanism_and_the_env_fallback_works() -> None:
     probe = "from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY as R; print('mapo' in R)"
-    off = _python(probe, VERL_USE_EXTERNAL_PLUGINS="none")
-    assert off.returncode == 0, off.stderr
-    assert off.stdout.strip() == "False"
-    only_ours = _python(probe, VERL_USE_EXTERNAL_PLUGINS="mapo")
-    assert only_ours.stdout.strip() == "True", only_ours.stderr
-    fallback = _python(probe, VERL_USE_EXTERNAL_PLUGINS="none", VERL_USE_EXTERNAL_MODULES="mapo_verl")
-    assert fallback.stdout.strip() == "True", fallback.stderr
-
-
-def test_mapo_verl_alone_does_not_import_verl() -> None:
-    out = _python("import sys, mapo_verl.mixed_advantage; print('verl' in sys.modules)")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    envs = {
+        "off": {"VERL_USE_EXTERNAL_PLUGINS": "none"},
+        "only_ours": {"VERL_USE_EXTERNAL_PLUGINS": "mapo"},
+        "fallback": {"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": "mapo_verl"},
+    }
+    procs = {name: _start(probe, **env) for name, env in envs.items()}  # concurrently: three verl imports
+    results = {name: _finish(proc) for name, proc in procs.items()}
+    for name, (code, _, err) in results.items():
+        assert code == 0, f"{name}: {err[-2000:]}"
+    assert {name: out.strip() for name, (_, out, _) in results.items()} == {
+        "off": "False",
+        "only_ours": "True",
+        "fallback": "True",
+    }
 
 
 def _data_proto(rewards: torch.Tensor, mask: torch.Tensor, index: np.ndarray) -> DataProto:
@@ -157,20 +198,3 @@ def test_v1_trainer_path_hands_mapo_the_batch_unchanged(rng, make_batch, referen
     )
     expected = torch.tensor(reference(rewards.sum(-1).tolist(), list(index)))[:, None] * mask
     torch.testing.assert_close(data.batch["advantages"], expected, rtol=1e-5, atol=1e-5)
-
-
-def test_verl_own_core_algos_cpu_tests_pass_with_the_plugin_installed() -> None:
-    verl_tests = Path(verl.__file__).parent.parent / "tests" / "trainer" / "ppo" / "test_core_algos_on_cpu.py"
-    assert verl_tests.is_file(), f"verl's wheel no longer ships {verl_tests}"
-    out = _python(
-        f"""
-        import sys
-        import verl.trainer.ppo.core_algos as ca
-        assert 'mapo' in ca.ADV_ESTIMATOR_REGISTRY, 'plugin not loaded'
-        import pytest
-        sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', {str(verl_tests.parent)!r},
-                              {str(verl_tests)!r}]))
-        """
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert " passed" in out.stdout and "failed" not in out.stdout
