@@ -4,7 +4,7 @@ folder-per-class reader (``SRC/<label>/*.jpg``) used for the out-of-domain test 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from data_prep.cli import base_parser, out_dir_of, parse_size, run_main, source_dir
@@ -97,13 +97,22 @@ def default_source(name: str, args: argparse.Namespace, what: str) -> Path:
 FOLDER_SET_LAYOUT = "a folder per class, SRC/<label>/*.jpg"
 
 
-def prepare_folder_set(name: str, args: argparse.Namespace) -> Summary:
-    """A folder-per-class test set -> ``OUT/test.parquet`` (``data_source`` = ``name``)."""
-    root = default_source(name, args, f"arrange its images as {FOLDER_SET_LAYOUT}")
-    items = scan_folder_tree(root)
+def prepare_folder_set(
+    name: str,
+    args: argparse.Namespace,
+    read_items: Callable[[Path, argparse.Namespace, Summary], list[tuple[str, Path]]] | None = None,
+    what: str = f"arrange its images as {FOLDER_SET_LAYOUT}",
+) -> Summary:
+    """A labelled-image test set -> ``OUT/test.parquet`` (``data_source`` = ``name``).
+
+    ``read_items`` lists ``(label, image path)`` under the source folder (default: a folder per class) and may
+    add notes to the summary.
+    """
+    root = default_source(name, args, what)
+    summary = Summary(name, out_dir_of(args))
+    items = read_items(root, args, summary) if read_items is not None else scan_folder_tree(root)
     labels = args.labels or sorted({fold_label(folder) for folder, _ in items})
     keep = stratified_sample([fold_label(folder) for folder, _ in items], args.test_size, args.seed)
-    summary = Summary(name, out_dir_of(args))
 
     def convert(i: int, item: tuple[int, tuple[str, Path]]) -> dict:
         index, (folder, path) = item
@@ -114,7 +123,7 @@ def prepare_folder_set(name: str, args: argparse.Namespace) -> Summary:
             labels=labels,
             split="test",
             index=index,
-            source_id=str(path.relative_to(root)),
+            source_id=str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
             max_pixels=args.max_pixels,
         )
 
@@ -130,8 +139,12 @@ def prepare_folder_set(name: str, args: argparse.Namespace) -> Summary:
     return summary
 
 
-def folder_set_main(name: str, doc: str, argv: list[str] | None) -> int:
+def folder_set_parser(name: str, doc: str) -> argparse.ArgumentParser:
     parser = base_parser(name, doc)
     parser.add_argument("--test-size", type=parse_size, default=None, help="stratified subset size or 'all'")
     parser.add_argument("--labels", type=parse_labels, default=None, help="comma-separated label set")
-    return run_main(lambda args: prepare_folder_set(name, args), parser, argv)
+    return parser
+
+
+def folder_set_main(name: str, doc: str, argv: list[str] | None) -> int:
+    return run_main(lambda args: prepare_folder_set(name, args), folder_set_parser(name, doc), argv)

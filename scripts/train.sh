@@ -5,8 +5,9 @@
 #   scripts/train.sh mapo_geo3k_qwen2_5_vl_7b
 #   scripts/train.sh mapo_geo3k_qwen2_5_vl_3b_small trainer.n_gpus_per_node=2
 #
-# Environment: MAPO_DATA_DIR (default ~/data/mapo), PYTHON (default python), DRY_RUN=1 (print the
-# training command instead of running it), SKIP_DATA_PREP=1, SKIP_GPU_CHECK=1.
+# Environment: MAPO_DATA_DIR (prepared parquet, default ~/data/mapo), MAPO_SOURCE_DIR (hand-downloaded sources,
+# default ~/data/mapo_sources), PYTHON (default python), DRY_RUN=1 (print the training command instead of
+# running it), SKIP_DATA_PREP=1, SKIP_GPU_CHECK=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,20 +37,29 @@ if [[ -z "${DRY_RUN:-}" && -z "${SKIP_GPU_CHECK:-}" ]]; then
     echo "GPUs on this node: $(nvidia-smi --list-gpus | wc -l)"
 fi
 
-# 2. data: the datasets the config reads, prepared once under $MAPO_DATA_DIR/<name>/
-case "$CONFIG" in
-    eval_math_*) DATASETS="geo3k mathvista mathvision mathverse" ;;
-    eval_emotion_*) DATASETS="emoset webemo emotion6" ;;
-    *emoset*) DATASETS="emoset" ;;
-    *) DATASETS="geo3k" ;;
-esac
+# 2. data: the parquet files the COMPOSED config reads (data.train_files / data.val_files, overrides included),
+#    each prepared once into its folder by data_prep.<folder name> (the convention $MAPO_DATA_DIR/<name>/).
+#    Hand-downloaded sets (emoset, webemo, emotion6) are read from $MAPO_SOURCE_DIR/<name>
+#    (default ~/data/mapo_sources/<name>); where that is missing the preparer says what to download and where.
 if [[ -z "${SKIP_DATA_PREP:-}" ]]; then
-    for name in $DATASETS; do
-        if [[ ! -f "$MAPO_DATA_DIR/$name/test.parquet" ]]; then
-            echo "preparing $name -> $MAPO_DATA_DIR/$name"
-            (cd "$ROOT" && "$PYTHON" -m "data_prep.$name" --local-save-dir "$MAPO_DATA_DIR/$name")
+    NEEDED="$(cd "$ROOT" && "$PYTHON" -m data_prep.datasets_needed --config-path "$ROOT/trainer_configs" --config-name "$CONFIG" "$@")" || {
+        echo "error: cannot compose $CONFIG to find its data files" >&2
+        exit 1
+    }
+    declare -A PREPARED=()
+    while IFS=$'\t' read -r name folder file; do
+        [[ -z "$file" || -f "$file" || -n "${PREPARED[$folder]:-}" ]] && continue
+        if [[ "$name" == "-" ]]; then
+            echo "error: $file does not exist and no data_prep module writes $folder/ (name it after a preparer)" >&2
+            exit 1
         fi
-    done
+        echo "preparing $name -> $folder (for $file)"
+        (cd "$ROOT" && "$PYTHON" -m "data_prep.$name" --local-save-dir "$folder") || {
+            echo "error: preparing $name failed (see above)" >&2
+            exit 1
+        }
+        PREPARED[$folder]=1
+    done <<< "$NEEDED"
 fi
 
 # 3. pre-flight: the config as main_ppo composes it, validated without GPUs

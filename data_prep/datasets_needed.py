@@ -1,0 +1,61 @@
+"""The datasets a training config reads, from the config as ``main_ppo`` composes it (not from its name).
+
+    python -m data_prep.datasets_needed --config-path DIR --config-name NAME [overrides...]
+
+prints one line per parquet file in ``data.train_files`` and ``data.val_files``: ``NAME<TAB>FOLDER<TAB>FILE``,
+where ``FOLDER`` is the file's folder and ``NAME`` its preparer (the folder's name, by the data convention
+``$MAPO_DATA_DIR/NAME/{train,test}.parquet``; ``-`` when no ``data_prep.NAME`` exists). ``scripts/train.sh``
+prepares the folders whose files are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+PREPARERS = ("geo3k", "emoset", "mathvista", "mathvision", "mathverse", "webemo", "emotion6")
+
+
+def data_files(cfg: Any) -> list[str]:
+    """``data.train_files`` then ``data.val_files`` of a composed config, resolved, in order, without repeats."""
+    from omegaconf import OmegaConf
+
+    files: list[str] = []
+    for key in ("data.train_files", "data.val_files"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        value = OmegaConf.to_container(value, resolve=True) if not isinstance(value, str) else value
+        files.extend([value] if isinstance(value, str) else [str(v) for v in value])
+    return list(dict.fromkeys(os.path.expanduser(f) for f in files))
+
+
+def preparer_of(path: str) -> str:
+    """The ``data_prep`` module that writes ``path`` (its folder's name), or ``-``."""
+    name = os.path.basename(os.path.dirname(path))
+    return name if name in PREPARERS else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_prep.datasets_needed", description=__doc__.split("\n")[0])
+    parser.add_argument("--config-path", required=True, help="folder of the config (absolute, as for main_ppo)")
+    parser.add_argument("--config-name", required=True)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as given to main_ppo")
+    args = parser.parse_args(argv)
+    from mapo_verl.compose import compose
+
+    try:
+        cfg = compose(args.config_path, args.config_name, args.overrides)
+        files = data_files(cfg)
+    except Exception as exc:  # ComposeError, or an omegaconf error for an unresolvable ${oc.env:...}
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in files:
+        print(f"{preparer_of(path)}\t{os.path.dirname(path)}\t{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
