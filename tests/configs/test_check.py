@@ -9,7 +9,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mapo_verl.check import CheckError, compose, reachable_scores, run_checks
+from mapo_verl.check import (
+    all_wrong_group,
+    reachable_scores,
+    run_checks,
+    verl_group_estimators,
+    verl_placeholder_model_path,
+)
+from mapo_verl.compose import ComposeError, compose
+
+# every check composes a config and runs verl's validate_config (about a second each): full tier only
+pytestmark = pytest.mark.slow
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "trainer_configs")
 NAME = "mapo_geo3k_qwen2_5_vl_7b"
@@ -53,6 +63,35 @@ def test_router_threshold_is_reachable(data_root):
     assert not [p for p in report.problems if "success_threshold" in p]
 
 
+def test_format_bonus_in_an_all_wrong_group_is_announced(data_root):
+    report = _check([f"mapo_data_dir={data_root}"])
+    warn = [m for lvl, m in report.lines if lvl == "warn" and "no answer is correct" in m]
+    assert len(warn) == 1 and "+11.0 = G - 1 at G=12 (GRPO: +3.2)" in warn[0], report.render()
+    assert all_wrong_group(12, 0.1) == pytest.approx((11.0, 11 / 12**0.5), rel=1e-3)
+    quiet = _check([f"mapo_data_dir={data_root}", "reward.custom_reward_function.reward_kwargs.format_weight=0"])
+    assert not [m for lvl, m in quiet.lines if "no answer is correct" in m]
+
+
+def test_overlong_penalty_without_the_dapo_manager_is_not_flagged(data_root):
+    report = _check([f"mapo_data_dir={data_root}", "+reward.reward_kwargs.overlong_buffer_cfg.enable=true"])
+    assert not [p for p in report.problems if "overlong" in p], report.render()
+
+
+def test_verl_facts_come_from_verl():
+    from verl.trainer.ppo import core_algos
+
+    groups = verl_group_estimators()
+    assert {"mapo", "grpo", "grpo_vectorized", "rloo", "opo"} <= groups
+    assert not {"gae", "remax", "reinforce_plus_plus"} & groups
+    core_algos.ADV_ESTIMATOR_REGISTRY["probe_group_est"] = lambda token_level_rewards, response_mask, index: None
+    try:
+        assert "probe_group_est" in verl_group_estimators()  # follows verl's registry, not a copied list
+    finally:
+        del core_algos.ADV_ESTIMATOR_REGISTRY["probe_group_est"]
+    default = compose(None, "ppo_trainer", [])
+    assert verl_placeholder_model_path() == default.actor_rollout_ref.model.path
+
+
 def test_reachable_scores():
     assert reachable_scores(0.1) == pytest.approx([0.0, 0.1, 0.9, 1.0])
     assert reachable_scores(0.0) == [0.0, 1.0]
@@ -63,7 +102,22 @@ def test_reachable_scores():
     [
         (["actor_rollout_ref.rollout.n=1"], ["actor_rollout_ref.rollout.n=1", "n >= 2"]),
         (["algorithm.mapo.success_threshold=1.5"], ["success_threshold=1.5 is never reached"]),
-        (["algorithm.mapo.success_threshold=0"], ["reached by every response"]),
+        (["algorithm.mapo.success_threshold=0", "algorithm.mapo.reward_min=-1"], ["reached by every response"]),
+        (["algorithm.mapo.success_threshold=0"], ["success_threshold=0 must lie above algorithm.mapo.reward_min=0"]),
+        (["algorithm.mapo.reward_min=0.05"], ["reward_min=0.05 lies above the router's lowest score 0"]),
+        (
+            ["algorithm.use_kl_in_reward=true"],
+            ["algorithm.use_kl_in_reward=true", "actor_rollout_ref.actor.use_kl_loss=true"],
+        ),
+        (
+            [
+                "reward.reward_manager.name=dapo",
+                "+reward.reward_kwargs.overlong_buffer_cfg.enable=true",
+                "+reward.reward_kwargs.overlong_buffer_cfg.len=512",
+                "+reward.reward_kwargs.max_resp_len=2048",
+            ],
+            ["reward.reward_kwargs.overlong_buffer_cfg.enable=true with reward.reward_manager.name=dapo", "=false"],
+        ),
         (["reward.custom_reward_function.reward_kwargs.format_weight=1.5"], ["format_weight=1.5 must lie in [0, 1]"]),
         (["+algorithm.mapo.lamda_fn=tcr"], ["algorithm.mapo.lamda_fn"]),
         (["algorithm.mapo.lambda_fn=cosine"], ["lambda_fn='cosine'"]),
@@ -126,9 +180,9 @@ def test_missing_column_is_named(good, data_root, tmp_path):
 
 def test_relative_config_path_is_refused_like_main_ppo(monkeypatch):
     monkeypatch.chdir(Path(CONFIG_DIR).parent)
-    with pytest.raises(CheckError, match=r"absolute path: --config-path /.*trainer_configs"):
+    with pytest.raises(ComposeError, match=r"absolute path: --config-path /.*trainer_configs"):
         compose("trainer_configs", NAME, [])
-    with pytest.raises(CheckError, match="cannot compose"):
+    with pytest.raises(ComposeError, match="cannot compose"):
         compose(CONFIG_DIR, "no_such_config", [])
 
 

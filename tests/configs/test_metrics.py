@@ -1,28 +1,30 @@
-"""MAPO's metrics reach verl's step metrics; the verl internals the hook relies on are pinned here."""
+"""MAPO's metrics reach verl's step metrics, exact per step; the hook's contract with verl 0.9.1."""
 
 from __future__ import annotations
 
 import inspect
+import threading
 import uuid
 
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from transfer_queue import KVBatchMeta
 from verl import DataProto
 from verl.trainer.ppo import ray_trainer
 from verl.trainer.ppo.v1 import trainer_base
-from verl.trainer.ppo.v1 import utils as v1_utils
+from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
-from mapo_verl import metrics, verl_plugin
+from mapo_verl import metrics
 
 # groups: all succeed (p=1), none succeed (p=0), half (p=1/2), and a single response
 GROUP_SCORES = [[1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 0.9, 0.0], [1.0, 0.0, 0.9, 1.0], [1.0]]
 
 
-def _batch() -> DataProto:
+def _batch(group_scores: list[list[float]] = GROUP_SCORES) -> DataProto:
     scores, uids = [], []
-    for group in GROUP_SCORES:
+    for group in group_scores:
         uid = str(uuid.uuid4())
         scores += group
         uids += [uid] * len(group)
@@ -41,15 +43,15 @@ def _algorithm(lambda_fn: str = "tcr"):
         {
             "adv_estimator": "mapo",
             "norm_adv_by_std_in_grpo": True,
-            "mapo": {"success_threshold": 1.0, "lambda_fn": lambda_fn, "epsilon": 1e-6},
+            "mapo": {"success_threshold": 1.0, "reward_min": 0.0, "lambda_fn": lambda_fn, "epsilon": 1e-6},
         }
     )
 
 
 def test_metrics_from_verl_compute_advantage_on_a_dataproto():
-    metrics.SINK.clear()
-    data = ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", num_repeat=4, config=_algorithm())
-    got = metrics.SINK.drain()
+    with metrics.collect() as block:
+        data = ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", num_repeat=4, config=_algorithm())
+    got = block.metrics()
     # p per group: 1, 0, 1/2, 1 (singleton of a success); tcr lambda: 1, 1, 0, 1
     assert got["mapo/num_groups"] == 4
     assert got["mapo/p_mean"] == pytest.approx((1 + 0 + 0.5 + 1) / 4)
@@ -62,99 +64,122 @@ def test_metrics_from_verl_compute_advantage_on_a_dataproto():
     assert got["mapo/adv_success_mean"] == pytest.approx(adv[success].mean().item(), abs=1e-6)
     assert got["mapo/adv_failure_mean"] == pytest.approx(adv[~success].mean().item(), abs=1e-6)
     assert got["mapo/adv_success_mean"] > 0 > got["mapo/adv_failure_mean"]
-    assert metrics.SINK.drain() == {}  # drained
-
-
-def test_metrics_survive_verl_aggregation():
-    metrics.SINK.clear()
-    ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", config=_algorithm())
-    agg = v1_utils.MetricsAggregator()
-    agg.add_step_metrics(metrics.SINK.drain(), sample_count=13)
-    out = agg.get_aggregated_metrics()
-    assert out["mapo/p_mean"] == pytest.approx(2.5 / 4)
 
 
 def test_no_success_means_no_success_key():
-    metrics.SINK.clear()
     data = _batch()
     data.batch["token_level_rewards"].zero_()
-    ray_trainer.compute_advantage(data, adv_estimator="mapo", config=_algorithm())
-    got = metrics.SINK.drain()
+    with metrics.collect() as block:
+        ray_trainer.compute_advantage(data, adv_estimator="mapo", config=_algorithm())
+    got = block.metrics()
     assert "mapo/adv_success_mean" not in got and got["mapo/groups_p0_frac"] == 1.0
 
 
-def test_estimator_works_without_the_metrics_path(monkeypatch):
+def test_outside_a_step_nothing_is_recorded_and_blocks_are_per_thread():
+    with metrics.collect() as outer:
+        seen: dict = {}
+
+        def other_thread() -> None:  # a new thread starts outside any block: its calls are not ours
+            ray_trainer.compute_advantage(_batch([[1.0, 0.0]]), adv_estimator="mapo", config=_algorithm())
+            with metrics.collect() as own:
+                ray_trainer.compute_advantage(_batch([[1.0, 0.0]] * 3), adv_estimator="mapo", config=_algorithm())
+            seen.update(own.metrics())
+
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", config=_algorithm())
+    assert outer.metrics()["mapo/num_groups"] == 4
+    assert seen["mapo/num_groups"] == 3
+    ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", config=_algorithm())  # no block: no error
+    assert metrics._ACTIVE.get() is None
+
+
+def test_estimator_works_when_the_metrics_break(monkeypatch, caplog):
     def broken(*_a, **_k):
         raise RuntimeError("metrics broke")
 
     monkeypatch.setattr(metrics, "batch_sums", broken)
-    data = ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", config=_algorithm())
+    monkeypatch.setattr(metrics, "_warned", False)
+    with metrics.collect() as block:
+        data = ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", config=_algorithm())
     assert torch.isfinite(data.batch["advantages"]).all()
+    assert block.metrics() == {}
+    assert "could not record MAPO metrics" in caplog.text
 
 
-# ------------------------------------------------------------ the verl internals the hook relies on
-def test_hook_is_installed_on_the_v1_trainer():
-    """`import verl` loaded the plugin, which wrapped PPOTrainer._compute_advantage when verl imported it."""
-    method = trainer_base.PPOTrainer._compute_advantage
-    assert getattr(method, "__mapo_metrics_hook__", False), (
-        "mapo metrics hook is not installed on verl.trainer.ppo.v1.trainer_base.PPOTrainer._compute_advantage"
+# ------------------------------------------------------- verl's real PPOTrainer.step, several iterations
+def _trainer(parameter_sync_step: int, batches: list[DataProto]) -> trainer_base.PPOTrainer:
+    """verl's PPOTrainerSync (trainer_mode=sync) without its workers: the real (hooked) ``step`` with
+    ``parameter_sync_step`` iterations, each computing advantages as verl's ``_compute_advantage`` does."""
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    trainer = object.__new__(get_trainer_cls("sync"))
+    trainer.config = OmegaConf.create(
+        {"data": {"train_batch_size": 4 * parameter_sync_step}, "algorithm": _algorithm(), "actor_rollout_ref": {}}
     )
+    trainer.parameter_sync_step = parameter_sync_step
+    trainer.prepare_step = lambda: {}
+    queue = list(batches)
+
+    def step_once(iter_metrics: dict, timing_raw: dict, sample_batch_size: int) -> KVBatchMeta:
+        data = queue.pop(0)
+        keys = [f"{uid}_0_{i}" for i, uid in enumerate(data.non_tensor_batch["uid"])]
+        compute_advantage_for_multi_trajectories(
+            data, batch_keys=keys, adv_estimator=trainer.config.algorithm.adv_estimator, config=trainer.config.algorithm
+        )
+        iter_metrics["critic/score/mean"] = float(data.batch["token_level_rewards"].sum(-1).mean())
+        return KVBatchMeta(partition_id="train", keys=keys, tags=[{} for _ in keys])
+
+    trainer._step_once = step_once
+    return trainer
+
+
+def test_verl_step_logs_exact_per_step_metrics_over_several_iterations():
+    first, second = GROUP_SCORES, [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    trainer = _trainer(2, [_batch(first), _batch(second)])
+    logged: dict = {}
+    trainer.step(logged, {})
+    # the step's groups: 4 + 3 = 7; p: 1, 0, 1/2, 1 | 1/3, 2/3, 0
+    assert logged["mapo/num_groups"] == 7
+    assert logged["mapo/p_mean"] == pytest.approx((1 + 0 + 0.5 + 1 + 1 / 3 + 2 / 3 + 0) / 7)
+    assert logged["mapo/groups_p0_frac"] == pytest.approx(2 / 7)
+    with metrics.collect() as direct:  # the same numbers as one batch holding every group of the step
+        ray_trainer.compute_advantage(_batch(first + second), adv_estimator="mapo", config=_algorithm())
+    for key, value in direct.metrics().items():
+        assert logged[key] == pytest.approx(value, abs=1e-9), key
+    assert "critic/score/mean" in logged  # verl's own aggregation of the iterations still runs
+
+
+def test_the_hook_is_on_verl_step_and_every_trainer_mode_inherits_it():
+    """`import verl` loaded the plugin, which wrapped PPOTrainer.step when verl imported its trainer."""
+    step = trainer_base.PPOTrainer.step
+    assert getattr(step, metrics.HOOK_MARK, False), "mapo metrics hook is not installed on PPOTrainer.step"
     from verl.trainer.ppo.v1 import get_trainer_cls
 
     for mode in ("sync", "colocate_async", "separate_async"):
-        cls = get_trainer_cls(mode)
-        assert cls._compute_advantage is method, f"trainer_mode={mode} overrides _compute_advantage: hook bypassed"
+        assert get_trainer_cls(mode).step is step, f"trainer_mode={mode} overrides step: hook bypassed"
 
 
-def test_verl_passes_the_logged_metrics_dict_to_compute_advantage():
-    """The dict given to _compute_advantage is the one verl aggregates and logs (verl 0.9.1)."""
-    original = inspect.unwrap(trainer_base.PPOTrainer._compute_advantage)
-    assert list(inspect.signature(original).parameters)[:3] == ["self", "batch", "metrics"]
-    step_once = inspect.getsource(trainer_base.PPOTrainer._step_once)
-    assert "self._compute_advantage(batch, metrics=metrics)" in step_once
-    step = inspect.getsource(trainer_base.PPOTrainer.step)
-    assert "self._step_once(iter_metrics" in step and "add_step_metrics(iter_metrics" in step
-    assert "metrics.update(metrics_aggregator.get_aggregated_metrics())" in step
+def test_verl_logs_the_dict_step_fills_and_computes_advantages_inside_step():
+    """The contract with verl 0.9.1 that a stand-in cannot show: fit logs the dict it passes to step, and
+    step's iterations compute advantages in the same thread (checked on verl's source)."""
+    assert list(inspect.signature(inspect.unwrap(trainer_base.PPOTrainer.step)).parameters)[:2] == ["self", "metrics"]
     fit = inspect.getsource(trainer_base.PPOTrainer.fit)
-    assert "self.step(metrics" in fit and "self.logger.log(data=metrics" in fit
-
-
-def test_verl_calls_the_registered_estimator_inside_compute_advantage():
-    """Advantages are computed in the same process, inside the wrapped method (verl 0.9.1)."""
-    source = inspect.getsource(inspect.unwrap(trainer_base.PPOTrainer._compute_advantage))
+    assert "self.step(metrics, self.timing_raw)" in fit and "self.logger.log(data=metrics" in fit
+    assert "self._compute_advantage(batch, metrics=metrics)" in inspect.getsource(trainer_base.PPOTrainer._step_once)
+    source = inspect.getsource(trainer_base.PPOTrainer._compute_advantage)
     assert "compute_advantage_for_multi_trajectories(" in source and "config=self.config.algorithm" in source
-    assert "return compute_advantage(" in inspect.getsource(v1_utils.compute_advantage_for_multi_trajectories)
-    assert "core_algos.get_adv_estimator_fn(adv_estimator)" in inspect.getsource(ray_trainer.compute_advantage)
 
 
-def test_wrapper_feeds_metrics_into_the_dict():
-    """The wrapper itself, on a stand-in method with verl's signature."""
-
-    def _compute_advantage(self, batch, metrics):
-        verl_plugin.mapo_advantage(
-            batch.batch["token_level_rewards"],
-            batch.batch["response_mask"],
-            batch.non_tensor_batch["uid"],
-            _algorithm(),
-        )
-        return "out"
-
-    wrapped = metrics._wrap(_compute_advantage)
-    logged: dict = {"other": 1.0}
-    metrics.SINK.add(torch.ones(len(metrics._FIELDS), dtype=torch.float64))  # stale: must be dropped
-    assert wrapped(object(), _batch(), metrics=logged) == "out"
-    assert logged["other"] == 1.0 and logged["mapo/num_groups"] == 4
-
-
-def test_changed_verl_is_a_warning_not_a_crash(caplog):
+def test_a_changed_verl_is_a_warning_not_a_crash(caplog):
     class Module:
-        __name__ = "fake"
-
         class PPOTrainer:
-            def _compute_advantage(self, batch):  # no metrics parameter
-                return batch
+            def step(self, timing_raw):  # no metrics parameter
+                return timing_raw
 
     with pytest.raises(TypeError, match="no `metrics` parameter"):
-        metrics.patch_trainer_module(Module)
-    metrics._patch_or_warn(Module)
+        metrics.wrap_step(Module.PPOTrainer.step)
+    metrics._wrap_trainer(Module)
     assert "MAPO metrics are off" in caplog.text
+    assert not hasattr(Module.PPOTrainer.step, metrics.HOOK_MARK)
