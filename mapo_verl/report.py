@@ -2,15 +2,20 @@
 
     python -m mapo_verl.report [NAME=]LOG[,LOG...] ... [--out DIR] [--step last|best|N]
 
-Each argument is one run: verl's console output (``step:N - key:value - ...`` lines, as printed by
-``trainer.logger=[console]``; Ray's ``(TaskRunnerV1 pid=...)`` prefixes are fine) or its file
-logger's JSONL (``trainer.logger=[file]``: ``{"step": N, "data": {...}}`` per line), or several of
-them joined by commas (e.g. a math and an emotion evaluation of one checkpoint).  The run name
-defaults to the first file's stem.
+Each argument is one run: any mix of verl's console output (``step:N - key:value - ...`` lines, as printed by
+``trainer.logger=[console]``: a raw TaskRunner log with Ray's ``(TaskRunnerV1 pid=...)`` prefixes, verl's printed
+config and other processes' lines in between is fine), its file logger's JSONL (``{"step": N, "data": {...}}`` per
+line), and its validation dumps (``trainer.validation_data_dir``: ``<step>.jsonl`` files, or their folder), joined
+by commas. The run name defaults to the first file's stem. A line that cannot be read is skipped and counted
+(reported on stderr), never fatal; a file with no metrics at all is an error.
 
-Validation accuracy is ``val-core/<data_source>/acc/mean@<n>`` (``reward`` when the reward has no
-``acc``).  Writes ``results.md``, ``results.csv`` and ``training_curves.png`` into ``--out`` (atomic
-writes) and prints the Markdown table.
+Validation accuracy is ``val-core/<data_source>/acc/mean@<n>`` (``reward`` when the reward has no ``acc``); when
+the MAPO authors' accuracy was logged too (``val-aux/<data_source>/paper_acc/mean@<n>``, from
+``reward_fns.paper_compat``) each run gets a second row, ``NAME [paper]``. Averages per task: all sets (``Avg``),
+the in-domain set and the out-of-domain sets, each the plain mean of the per-set accuracies. With validation dumps
+from ``reward_fns.paper_compat`` the MathVerse accuracy per problem version is tabled as well. Writes
+``results.md``, ``results.csv`` (``mathverse_versions.csv`` when there are dumps) and ``training_curves.png`` into
+``--out`` (atomic writes) and prints the Markdown.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ CURVES: tuple[tuple[str, str], ...] = (
     ("actor/pg_loss", "policy loss"),
 )
 _VAL = re.compile(r"^val-core/(?P<source>.+)/(?P<var>acc|reward)/mean@(?P<n>\d+)$")
+_PAPER_VAL = re.compile(r"^val-aux/(?P<source>.+)/(?P<var>paper_acc)/mean@(?P<n>\d+)$")
+#: reward_fns.paper_compat.MATHVERSE_VERSIONS, by the index it logs as ``mathverse_version``.
+MATHVERSE_VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
+PAPER_SUFFIX = " [paper]"
 _CONSOLE = re.compile(r"step:(?P<step>\d+) - (?P<body>.*)$")
 _NUMBER = re.compile(
     r"^(?:np\.\w+\()?\s*(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\)?$"
@@ -65,6 +74,10 @@ class Run:
 
     name: str
     steps: dict[int, dict[str, float]] = field(default_factory=dict)
+    #: Validation dump rows by step: (mathverse_version index, acc, paper_acc or None).
+    samples: dict[int, list[tuple[int, float, float | None]]] = field(default_factory=dict)
+    #: path -> (lines skipped, first skipped line number).
+    skipped: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, step: int, data: dict[str, float]) -> None:
         self.steps.setdefault(step, {}).update(data)
@@ -98,34 +111,75 @@ def parse_console_line(line: str) -> tuple[int, dict[str, float]] | None:
     return int(m.group("step")), data
 
 
+def _finite_numbers(data: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _dump_row(record: dict) -> tuple[int, int, float, float | None] | None:
+    """A verl validation-dump row -> (step, mathverse_version, acc, paper_acc); None when it is not one."""
+    if not {"output", "score", "step"} <= record.keys():
+        return None
+    acc = record.get("acc", record.get("score"))
+    paper = record.get("paper_acc")
+    version = record.get("mathverse_version", -1)
+    numbers = (record["step"], version, acc) + (() if paper is None else (paper,))
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        return None
+    return int(record["step"]), int(version), float(acc), None if paper is None else float(paper)
+
+
+def _read_record(stripped: str, run: Run) -> bool:
+    """One JSON line: a file-logger record or a validation-dump row. False when it is neither (or not JSON)."""
+    try:
+        record = json.loads(stripped)
+    except (json.JSONDecodeError, RecursionError):
+        return False  # e.g. verl's printed config, which is a Python dict, not JSON
+    if not isinstance(record, dict):
+        return False
+    if isinstance(record.get("step"), int) and isinstance(record.get("data"), dict):
+        run.add(record["step"], _finite_numbers(record["data"]))
+        return True
+    row = _dump_row(record)
+    if row is None:
+        return False
+    step, version, acc, paper = row
+    run.samples.setdefault(step, []).append((version, acc, paper))
+    return True
+
+
 def read_log(path: Path, run: Run) -> None:
-    """Add a console log or a file-logger JSONL to ``run``."""
+    """Add a console log, a file-logger JSONL or a validation dump to ``run``; skip and count unreadable lines."""
     try:
         text = path.read_text(errors="replace")
     except OSError as err:
         raise ReportError(f"cannot read {path}: {err}") from None
-    found = 0
+    found = skipped = first_skipped = 0
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if stripped.startswith("{"):
-            try:
-                record = json.loads(stripped)
-            except json.JSONDecodeError as err:
-                raise ReportError(f"{path}:{lineno}: not JSON: {err}") from None
-            if not isinstance(record, dict) or "step" not in record or not isinstance(record.get("data"), dict):
-                raise ReportError(f"{path}:{lineno}: expected verl's file logger record {{'step': N, 'data': {{...}}}}")
-            data = {
-                k: float(v) for k, v in record["data"].items() if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-            run.add(int(record["step"]), data)
-            found += 1
+            if _read_record(stripped, run):
+                found += 1
+                continue
+            skipped += 1
+            first_skipped = first_skipped or lineno
             continue
         parsed = parse_console_line(line)
         if parsed is not None:
             run.add(*parsed)
             found += 1
+    if skipped:
+        run.skipped[str(path)] = (skipped, first_skipped)
     if not found:
-        raise ReportError(f"{path}: no verl metrics found (neither `step:N - key:value` lines nor file-logger JSONL)")
+        raise ReportError(
+            f"{path}: no verl metrics found (no `step:N - key:value` lines, file-logger JSONL or validation dump)"
+        )
+
+
+def _log_files(paths: str) -> list[Path]:
+    files: list[Path] = []
+    for p in (Path(x) for x in paths.split(",") if x):
+        files.extend(sorted(p.glob("*.jsonl"), key=lambda f: (len(f.stem), f.stem)) if p.is_dir() else [p])
+    return files
 
 
 def load_run(spec: str) -> Run:
@@ -133,9 +187,9 @@ def load_run(spec: str) -> Run:
     name, sep, paths = spec.partition("=")
     if not sep or os.path.exists(spec):
         name, paths = "", spec
-    files = [Path(p) for p in paths.split(",") if p]
+    files = _log_files(paths)
     if not files:
-        raise ReportError(f"run {spec!r} names no file")
+        raise ReportError(f"run {spec!r} names no file (a folder must hold *.jsonl validation dumps)")
     run = Run(name=name or files[0].stem)
     for f in files:
         read_log(f, run)
@@ -143,16 +197,20 @@ def load_run(spec: str) -> Run:
 
 
 # --------------------------------------------------------------------------------------- table
-def validation_accuracy(run: Run, step: str = "last") -> dict[str, float]:
-    """data_source -> accuracy (0..1) at the chosen validation step: last, best (per set) or a number."""
+def validation_accuracy(run: Run, step: str = "last", scorer: str = "ours") -> dict[str, float]:
+    """data_source -> accuracy (0..1) at the chosen validation step: last, best (per set) or a number.
+
+    ``scorer="ours"`` reads ``val-core/<source>/acc`` (or ``reward``), ``"paper"`` the authors' ``paper_acc``.
+    """
+    pattern = _PAPER_VAL if scorer == "paper" else _VAL
     per_source: dict[str, list[tuple[int, float]]] = {}
     for s, data in sorted(run.steps.items()):
         chosen: dict[str, tuple[int, str, float]] = {}
         for key, value in data.items():
-            m = _VAL.match(key)
+            m = pattern.match(key)
             if not m or not math.isfinite(value):
                 continue
-            rank = (1 if m.group("var") == "acc" else 0, int(m.group("n")))
+            rank = (0 if m.group("var") == "reward" else 1, int(m.group("n")))
             src = m.group("source")
             if src not in chosen or rank > chosen[src][:2]:
                 chosen[src] = (*rank, value)
@@ -177,9 +235,15 @@ def _mean(values: Iterable[float]) -> float | None:
 
 
 def build_table(runs: Sequence[Run], step: str = "last") -> tuple[list[str], list[list[str]]]:
-    """Header and rows (accuracy in %, one decimal): datasets, then in/out-of-domain averages per task."""
-    accs = [validation_accuracy(r, step) for r in runs]
-    present = {src for a in accs for src in a}
+    """Header and rows (accuracy in %, one decimal): datasets, then per task the averages over all sets (Avg),
+    the in-domain set(s) and the out-of-domain sets. A run with the authors' ``paper_acc`` gets a second row."""
+    named: list[tuple[str, dict[str, float]]] = []
+    for run in runs:
+        named.append((run.name, validation_accuracy(run, step)))
+        paper = validation_accuracy(run, step, scorer="paper")
+        if paper:
+            named.append((run.name + PAPER_SUFFIX, paper))
+    present = {src for _, a in named for src in a}
     known = {d[0] for d in DATASETS}
     columns: list[tuple[str, Callable[[dict[str, float]], float | None]]] = []
     for task in dict.fromkeys(t for _, _, t, _ in DATASETS):
@@ -190,6 +254,8 @@ def build_table(runs: Sequence[Run], step: str = "last") -> tuple[list[str], lis
             columns.append((label, lambda a, s=src: a.get(s)))
         ind = [d[0] for d in sets if d[3]]
         ood = [d[0] for d in sets if not d[3]]
+        if len(sets) > 1:
+            columns.append((f"{task} Avg", lambda a, ss=[d[0] for d in sets]: _mean(a[s] for s in ss if s in a)))
         if ind:
             columns.append((f"{task} ID avg", lambda a, ss=ind: _mean(a[s] for s in ss if s in a)))
         if ood:
@@ -198,9 +264,36 @@ def build_table(runs: Sequence[Run], step: str = "last") -> tuple[list[str], lis
         columns.append((src, lambda a, s=src: a.get(s)))
     header = ["Run", *(c[0] for c in columns)]
     rows = []
-    for run, acc in zip(runs, accs, strict=True):
+    for name, acc in named:
         cells = [fn(acc) for _, fn in columns]
-        rows.append([run.name, *("-" if v is None else f"{100 * v:.1f}" for v in cells)])
+        rows.append([name, *("-" if v is None else f"{100 * v:.1f}" for v in cells)])
+    return header, rows
+
+
+def mathverse_table(runs: Sequence[Run], step: str = "last") -> tuple[list[str], list[list[str]]]:
+    """MathVerse accuracy (%) per problem version from the validation dumps, ours and the authors' scorer.
+
+    Rows whose ``mathverse_version`` is -1 (other sets) are left out; ``All`` is over every MathVerse row, as the
+    authors' ``calculate_metrics`` computes it. Empty when no run has MathVerse dump rows.
+    """
+    header = ["Run", *MATHVERSE_VERSIONS, "All"]
+    rows: list[list[str]] = []
+    for run in runs:
+        steps = sorted(s for s, rows_ in run.samples.items() if any(v >= 0 for v, _, _ in rows_))
+        if not steps:
+            continue
+        if step == "last" or step == "best":  # "best" is per metric for the table; here the last dump is used
+            chosen = steps[-1]
+        elif int(step) in steps:
+            chosen = int(step)
+        else:
+            continue
+        samples = [r for r in run.samples[chosen] if 0 <= r[0] < len(MATHVERSE_VERSIONS)]
+        scorers = [("", 1)] + ([(PAPER_SUFFIX, 2)] if all(r[2] is not None for r in samples) else [])
+        for suffix, col in scorers:
+            by_version = [[r[col] for r in samples if r[0] == i] for i in range(len(MATHVERSE_VERSIONS))]
+            cells = [_mean(v) for v in by_version] + [_mean(r[col] for r in samples)]
+            rows.append([run.name + suffix, *("-" if v is None else f"{100 * v:.1f}" for v in cells)])
     return header, rows
 
 
@@ -274,21 +367,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = [load_run(spec) for spec in args.runs]
         header, rows = build_table(runs, args.step)
-        if len(header) == 1:
+        mv_header, mv_rows = mathverse_table(runs, args.step)
+        if len(header) == 1 and not mv_rows:
             raise ReportError("no validation metrics (val-core/<data_source>/acc/mean@N) in the given logs")
-        markdown = to_markdown(header, rows)
+        markdown = to_markdown(header, rows) if len(header) > 1 else ""
+        written = [args.out / "results.md"]
+        if len(header) > 1:
+            write_text(args.out / "results.csv", to_csv(header, rows))
+            written.append(args.out / "results.csv")
+        if mv_rows:
+            markdown += (
+                ("\n" if markdown else "") + "MathVerse by problem version:\n\n" + to_markdown(mv_header, mv_rows)
+            )
+            write_text(args.out / "mathverse_versions.csv", to_csv(mv_header, mv_rows))
+            written.append(args.out / "mathverse_versions.csv")
         write_text(args.out / "results.md", markdown)
-        write_text(args.out / "results.csv", to_csv(header, rows))
         if not args.no_plot:
-            plot_curves(runs, args.out / "training_curves.png")
+            try:
+                plot_curves(runs, args.out / "training_curves.png")
+                written.append(args.out / "training_curves.png")
+            except ReportError as err:
+                print(f"mapo_verl.report: {err}; no plot written", file=sys.stderr)
     except ReportError as err:
         print(f"mapo_verl.report: {err}", file=sys.stderr)
         return 1
+    for run in runs:
+        for path, (count, first) in run.skipped.items():
+            print(
+                f"mapo_verl.report: {path}: skipped {count} unreadable line(s), the first at line {first}",
+                file=sys.stderr,
+            )
     print(markdown, end="")
-    print(
-        f"\nwritten: {args.out / 'results.md'}, {args.out / 'results.csv'}"
-        + ("" if args.no_plot else f", {args.out / 'training_curves.png'}")
-    )
+    print("\nwritten: " + ", ".join(str(p) for p in written))
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Every shipped config composes, carries the paper's setup, and passes verl's validate_config."""
+"""Every shipped config composes, carries the paper's setup, and passes verl's validate_config.
+
+Each test composes verl's full config tree (about a second each on two cores): the full tier. The fast tier
+checks the configs against docs/fidelity.md from their YAML (tests/configs/test_fidelity.py).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,11 @@ SHIPPED = {
     "mapo_geo3k_qwen2_5_vl_3b_small": 4,
     "eval_math_qwen2_5_vl_7b": 8,
     "eval_emotion_qwen2_5_vl_7b": 8,
+    "eval_math_paper_qwen2_5_vl_7b": 8,
+    "eval_emotion_paper_qwen2_5_vl_7b": 8,
 }
+EVAL = {name for name in SHIPPED if name.startswith("eval_")}
+pytestmark = pytest.mark.slow
 
 
 def _validate(cfg) -> None:
@@ -44,10 +52,15 @@ def test_composes_and_validates_for_declared_gpus(composer, name):
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     _validate(cfg)
     assert set(cfg.algorithm.mapo.keys()) == set(MAPO_KEYS)
-    assert dict(cfg.algorithm.mapo) == {"success_threshold": 1.0, "lambda_fn": "tcr", "epsilon": 1e-6}
-    assert cfg.reward.custom_reward_function.path == "pkg://reward_fns.router"
-    assert cfg.reward.custom_reward_function.name == "compute_score"
-    assert cfg.reward.custom_reward_function.reward_kwargs.format_weight == 0.1
+    expected = {"success_threshold": 1.0, "reward_min": 0.0, "lambda_fn": "tcr", "epsilon": 1e-6}
+    assert dict(cfg.algorithm.mapo) == expected
+    reward = cfg.reward.custom_reward_function
+    # Training scores with our reward; evaluation with both scorers (ours as acc, the authors' as paper_acc).
+    assert reward.path == ("pkg://reward_fns.paper_compat" if name in EVAL else "pkg://reward_fns.router")
+    assert reward.name == "compute_score"
+    assert reward.reward_kwargs.format_weight == 0.1
+    assert reward.reward_kwargs.get("scorer") == ("both" if name in EVAL else None)
+    assert not cfg.algorithm.use_kl_in_reward
 
 
 @pytest.mark.parametrize(
@@ -76,6 +89,10 @@ def test_paper_setup(composer):
     assert dict(cfg.data.mm_processor_kwargs) == {"min_pixels": 262144, "max_pixels": 4194304}
     assert arr.rollout.temperature == 1.0 and arr.rollout.top_p == 0.99
     assert arr.rollout.val_kwargs.temperature == 0.5 and arr.rollout.val_kwargs.do_sample
+    assert arr.rollout.val_kwargs.top_p == 0.95 and arr.rollout.val_kwargs.n == 1
+    # The authors' EasyR1 actor defaults (the full table is checked by test_fidelity.py).
+    assert (arr.actor.clip_ratio_low, arr.actor.clip_ratio_high, arr.actor.clip_ratio_c) == (0.2, 0.3, 3.0)
+    assert (arr.actor.ppo_epochs, arr.actor.grad_clip, arr.actor.loss_agg_mode) == (1, 1.0, "token-mean")
     assert arr.rollout.tensor_model_parallel_size == 2 and arr.rollout.name == "vllm"
     assert cfg.trainer.n_gpus_per_node == 8 and cfg.trainer.nnodes == 1
     assert cfg.trainer.total_epochs == 20
@@ -121,15 +138,51 @@ def test_small_variant(composer):
     [
         ("eval_math_qwen2_5_vl_7b", ["geo3k", "mathvista", "mathvision", "mathverse"]),
         ("eval_emotion_qwen2_5_vl_7b", ["emoset", "webemo", "emotion6"]),
+        ("eval_math_paper_qwen2_5_vl_7b", ["geo3k_paper", "mathvista_paper", "mathvision_paper", "mathverse_paper"]),
+        ("eval_emotion_paper_qwen2_5_vl_7b", ["emoset_paper", "webemo_paper", "emotion6_paper"]),
     ],
 )
-def test_eval_configs_cover_the_test_sets(composer, data_root, name, sets):
-    cfg = composer(name, [f"mapo_data_dir={data_root}"])
+def test_eval_configs_cover_the_test_sets(composer, paper_data_root, name, sets):
+    cfg = composer(name, [f"mapo_data_dir={paper_data_root}"])
     assert cfg.trainer.val_only and cfg.trainer.val_before_train
     assert cfg.actor_rollout_ref.rollout.val_kwargs.temperature == 0.5
+    assert cfg.actor_rollout_ref.rollout.val_kwargs.top_p == 0.95
     assert [Path(f).parent.name for f in cfg.data.val_files] == sets
     assert all(Path(f).is_file() for f in cfg.data.val_files)
-    assert cfg.reward.custom_reward_function.path == "pkg://reward_fns.router"
+    assert cfg.reward.custom_reward_function.path == "pkg://reward_fns.paper_compat"
+    assert not need_reference_policy(cfg)
+
+
+@pytest.fixture(scope="module")
+def paper_data_root(data_root, tmp_path_factory) -> Path:
+    """The fixture data root plus the ``<name>_paper`` folders that ``--prompt-style paper`` writes."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("paper_data")
+    for folder in data_root.iterdir():
+        shutil.copytree(folder, root / folder.name)
+        shutil.copytree(folder, root / f"{folder.name}_paper")
+    return root
+
+
+@pytest.mark.parametrize("scorer", ["paper", "both"])
+def test_eval_reward_loads_and_scores_as_configured(composer, scorer):
+    """The eval configs' reward, loaded the way verl loads it, with the configured kwargs."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    cfg = composer("eval_math_qwen2_5_vl_7b", [f"reward.custom_reward_function.reward_kwargs.scorer={scorer}"])
+    fn = get_custom_reward_fn(cfg)  # binds reward_kwargs (format_weight, scorer) as verl does
+    right = fn(data_source="AI4Math/MathVista", solution_str="<think>a</think> \\boxed{B}", ground_truth="B")
+    assert right["acc"] == right["paper_acc"] == 1.0 and right["score"] == 1.0
+    # The authors' rule reads a box holding the option text as wrong; ours accepts it (extra_info carries options).
+    text = fn(
+        data_source="AI4Math/MathVista",
+        solution_str="<think>a</think> \\boxed{12}",
+        ground_truth="B",
+        extra_info={"options": ["10", "12"]},
+    )
+    assert text["paper_acc"] == 0.0
+    assert text["acc"] == (0.0 if scorer == "paper" else 1.0)
 
 
 def test_data_root_convention(composer, monkeypatch, tmp_path):
@@ -185,7 +238,12 @@ def test_main_ppo_cfg_job_with_shipped_config(subprocess_env, tmp_path):
         tmp_path,  # any working directory: the config path is absolute
     )
     assert job["algorithm"]["adv_estimator"] == "mapo"
-    assert job["algorithm"]["mapo"] == {"success_threshold": 1.0, "lambda_fn": "linear", "epsilon": 1e-6}
+    assert job["algorithm"]["mapo"] == {
+        "success_threshold": 1.0,
+        "reward_min": 0.0,
+        "lambda_fn": "linear",
+        "epsilon": 1e-6,
+    }
     assert job["actor_rollout_ref"]["rollout"]["n"] == 12
     assert job["trainer"]["experiment_name"] == "mapo_geo3k_qwen2_5_vl_7b"
 
