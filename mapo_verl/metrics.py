@@ -78,8 +78,8 @@ _FIELDS = (
 def batch_sums(result: MixedAdvantage, groups: GroupIds) -> torch.Tensor:
     """One float64 vector of the sums in ``_FIELDS`` for a batch (on the result's device)."""
     device = result.advantage.device
-    sizes = torch.from_numpy(groups.sizes).to(device=device, dtype=torch.float64)
-    ids = torch.from_numpy(groups.ids).to(device)
+    sizes = torch.from_numpy(groups.sizes).to(device=device, dtype=torch.float64, non_blocking=True)
+    ids = torch.from_numpy(groups.ids).to(device, non_blocking=True)
     # each response weighs 1/|group|: per-response sums become per-group sums (index_select, as the estimator)
     w = 1.0 / sizes.index_select(0, ids)
     p = result.success_ratio.to(torch.float64)
@@ -90,7 +90,7 @@ def batch_sums(result: MixedAdvantage, groups: GroupIds) -> torch.Tensor:
     zero = adv.new_zeros(())  # torch.where, not adv[mask]: boolean indexing would sync the host on CUDA
     return torch.stack(
         [
-            torch.tensor(float(groups.num_groups), dtype=torch.float64, device=device),
+            torch.full((), float(groups.num_groups), dtype=torch.float64, device=device),  # a fill, not a copy
             (w * lam).sum(),
             (w * p).sum(),
             (w * (p == 0).to(torch.float64)).sum(),
