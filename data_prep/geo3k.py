@@ -14,8 +14,8 @@ import sys
 from data_prep.cli import base_parser, out_dir_of, run_main
 from data_prep.hub import base_dir_of, load_split
 from data_prep.images import image_list, normalize_image
-from data_prep.prompts import clean_text, math_prompt, question_text
-from data_prep.rows import BadRecord, make_row, require_text
+from data_prep.prompts import answer_text, math_prompt, question_text
+from data_prep.rows import BadRecord, make_row
 from data_prep.writer import Summary, write_split
 
 HUB_ID = "hiyouga/geometry3k"
@@ -30,7 +30,7 @@ def prepare(args: argparse.Namespace) -> Summary:
 
         def convert(i: int, rec: dict, split: str = split) -> dict:
             problem = question_text(rec.get("problem"))
-            answer = clean_text(require_text(rec.get("answer"), "answer"), math_only=False)
+            answer = answer_text(rec.get("answer"))
             images = [normalize_image(img, args.max_pixels, base_dir) for img in image_list(rec.get("images"))]
             if not images:
                 raise BadRecord("missing image", "no images")

@@ -15,8 +15,8 @@ import re
 import sys
 
 from data_prep.hub_math import MathEvalSpec, Parsed, eval_main
-from data_prep.prompts import choice_answer, clean_text, question_text
-from data_prep.rows import BadRecord, require_text
+from data_prep.prompts import answer_text, choice_answer, question_text
+from data_prep.rows import BadRecord
 
 _OPTION_LINE = re.compile(r"^\s*\(?([A-H])\)?\s*[:.)：]\s*(.+?)\s*$", re.MULTILINE)
 
@@ -24,7 +24,7 @@ _OPTION_LINE = re.compile(r"^\s*\(?([A-H])\)?\s*[:.)：]\s*(.+?)\s*$", re.MULTIL
 def parse(rec: dict) -> Parsed:
     choice = rec.get("question_type") == "multi-choice"
     question = question_text(rec.get("question"), has_choices_in_image=choice)
-    answer = clean_text(require_text(rec.get("answer"), "answer"), math_only=False)
+    answer = answer_text(rec.get("answer"))
     repairs = question.repairs + answer.repairs
     if not choice:
         return Parsed(question.text, [], answer.text, "free_form", repairs)

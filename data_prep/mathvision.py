@@ -15,14 +15,13 @@ from __future__ import annotations
 import sys
 
 from data_prep.hub_math import MathEvalSpec, Parsed, eval_main, options_of
-from data_prep.prompts import choice_answer, choices_block, clean_text, question_text
-from data_prep.rows import require_text
+from data_prep.prompts import answer_text, choice_answer, choices_block, question_text
 
 
 def parse(rec: dict) -> Parsed:
     options = options_of(rec.get("options"))
     question = question_text(rec.get("question"), drop_image_marks=True, has_choices_in_image=False)
-    answer = clean_text(require_text(rec.get("answer"), "answer"), math_only=False)
+    answer = answer_text(rec.get("answer"))
     repairs = question.repairs + answer.repairs
     if not options:
         return Parsed(question.text, [], answer.text, "free_form", repairs)

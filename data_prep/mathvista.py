@@ -11,19 +11,18 @@ from __future__ import annotations
 import sys
 
 from data_prep.hub_math import MathEvalSpec, Parsed, eval_main, options_of
-from data_prep.prompts import choice_answer, choices_block, clean_text, question_text
-from data_prep.rows import require_text
+from data_prep.prompts import REPAIR_OPTION_TEXT, answer_text, choice_answer, choices_block, question_text
 
 
 def parse(rec: dict) -> Parsed:
     question = question_text(rec.get("question"))
-    answer = clean_text(require_text(rec.get("answer"), "answer"), math_only=False)
+    answer = answer_text(rec.get("answer"))
     options = options_of(rec.get("choices"))
     repairs = question.repairs + answer.repairs
     if rec.get("question_type") == "multi_choice" or options:
-        letter, found = choice_answer(answer.text, options)
+        letter, found = choice_answer(answer.text, options, prefer_text=True)
         # MathVista's answers are the choices' text by design: only a fuzzy match is a repair.
-        found = [] if answer.text in options else found
+        found = [kind for kind in found if kind != REPAIR_OPTION_TEXT or answer.text not in options]
         return Parsed(f"{question.text}\n{choices_block(options)}", options, letter, "multi_choice", repairs + found)
     hints = []
     if rec.get("unit"):

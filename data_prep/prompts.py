@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from data_prep.rows import IMAGE_TOKEN, BadRecord
+from data_prep.rows import IMAGE_TOKEN, BadRecord, require_text
 from reward_fns.answer_forms import option_key, restore_latex_escapes
 
 MATH_INSTRUCTION = (
@@ -29,6 +29,7 @@ _LITERAL_NEWLINE = re.compile(r"\\n(?![a-zA-Z])")
 REPAIR_LATEX = "LaTeX escape restored"
 REPAIR_IMAGE_ONLY = "image-only question"
 REPAIR_OPTION_TEXT = "choice answer given as option text"
+REPAIR_DUPLICATE_OPTION = "answer text repeated in several options (first taken)"
 REPAIR_LITERAL_NEWLINE = "literal \\n made a newline"
 
 
@@ -48,6 +49,16 @@ def clean_text(value: object, *, math_only: bool = True) -> Cleaned:
     text, newlines = _LITERAL_NEWLINE.subn("\n", text)
     repairs += [REPAIR_LITERAL_NEWLINE] * newlines
     return Cleaned(text.strip(), repairs)
+
+
+def answer_text(value: object) -> Cleaned:
+    """A record's answer, repaired (the whole answer is math); a blank one is a :class:`BadRecord`.
+
+    Repairs come before any stripping: ``\\x0crac{1}{2}`` starts with a form feed, which is whitespace.
+    """
+    cleaned = clean_text(value, math_only=False)
+    cleaned.text = require_text(cleaned.text, "answer")
+    return cleaned
 
 
 def question_text(value: object, *, drop_image_marks: bool = False, has_choices_in_image: bool = False) -> Cleaned:
@@ -90,15 +101,25 @@ def option_letter(index: int) -> str:
     return chr(ord("A") + index)
 
 
-def choice_answer(answer: str, options: Sequence[str]) -> tuple[str, list[str]]:
+def _first_of(exact: list[int]) -> tuple[str, list[str]]:
+    """Options repeated verbatim (MathVista 781: 9, 12, 18, 18) are one answer: the first is taken."""
+    return option_letter(exact[0]), [REPAIR_OPTION_TEXT] + [REPAIR_DUPLICATE_OPTION] * (len(exact) > 1)
+
+
+def choice_answer(answer: str, options: Sequence[str], *, prefer_text: bool = False) -> tuple[str, list[str]]:
     """The option letter of a choice answer, and the repairs made to find it.
 
-    A letter (``B``, ``(B)``, ``B.``) naming an option is taken as is; otherwise the answer is option text,
+    A capital letter (``B``, ``(B)``, ``B.``) naming an option is taken as is, unless ``prefer_text`` and the
+    answer is verbatim one option's text (MathVista, whose answers are option text and whose options may be
+    ``(a)``...``(e)`` in any order); otherwise the answer is option text,
     matched to the one option whose text equals it after folding whitespace, LaTeX spacing, ``$``, degree
-    signs and case. Options that are themselves letters (``A``...``E``) match as letters. No match, or several,
-    is a :class:`BadRecord`.
+    signs and case. Options that are themselves letters (``A``...``E``) match as letters. Verbatim repeats of the
+    answer's option take the first; no match, or several different options, is a :class:`BadRecord`.
     """
-    letter = answer.strip().strip("()").rstrip(".").strip().upper()
+    exact = [i for i, option in enumerate(options) if option.strip() == answer.strip()]
+    if exact and prefer_text:
+        return _first_of(exact)
+    letter = answer.strip().strip("()").rstrip(".").strip()
     if len(letter) == 1 and "A" <= letter <= "Z" and ord(letter) - ord("A") < len(options):
         return letter, []
     labelled = _LABELLED_ANSWER.fullmatch(answer.strip())
@@ -106,9 +127,8 @@ def choice_answer(answer: str, options: Sequence[str]) -> tuple[str, list[str]]:
         index = ord(labelled.group(1)) - ord("A")
         if index < len(options) and option_key(labelled.group(2)) == option_key(options[index]):
             return labelled.group(1), [REPAIR_OPTION_TEXT]
-    exact = [i for i, option in enumerate(options) if option.strip() == answer.strip()]
-    if len(exact) == 1:
-        return option_letter(exact[0]), [REPAIR_OPTION_TEXT]
+    if exact:
+        return _first_of(exact)
     key = option_key(answer)
     matches = [i for i, option in enumerate(options) if option_key(option) == key]
     if len(matches) == 1:

@@ -196,10 +196,12 @@ def _split_name(text: str) -> tuple[str, str]:
 
 def read_answer(text: str) -> Reading:
     """Read one answer (a boxed prediction or a ground truth) into a :class:`Reading`."""
+    if len(text) > 4 * MAX_FORM_CHARS:
+        return Reading(" ".join(text.split()))
+    text, _ = restore_latex_escapes(text)  # before folding whitespace: a form feed may be an eaten \f
     text = " ".join(text.split())
     if len(text) > MAX_FORM_CHARS:
         return Reading(text)
-    text, _ = restore_latex_escapes(text)
     text = text.replace("\\$", " dollars ").replace("$", "").replace("−", "-").replace("{,}", ",")
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%")
     text = _SPACING.sub(" ", text)

@@ -167,7 +167,11 @@ def choice_match(pred: str, truth_letter: str, options: Sequence[str]) -> bool:
     index = ord(truth_letter) - ord("A")
     letter = option_letter(pred)
     if letter is not None and (not options or ord(letter) - ord("A") < len(options)):
-        return letter == truth_letter
+        if letter == truth_letter:
+            return True
+        # an option that repeats the correct option's text verbatim is the same answer (MathVista 781: 18, 18)
+        picked = ord(letter) - ord("A")
+        return 0 <= index < len(options) and options[picked].strip() == options[index].strip() != ""
     if not 0 <= index < len(options):
         return False
     key = option_key(pred)
