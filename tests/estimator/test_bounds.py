@@ -16,7 +16,7 @@ from mapo_verl.verl_plugin import mapo_advantage
 from .conftest import reference_mapo
 
 PROPERTY = settings(
-    max_examples=250, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 # heights above the floor: exact levels (binary, graded rewards, ties) and arbitrary values
