@@ -188,16 +188,20 @@ def test_slurm_stops_with_a_clear_error_when_nodes_are_missing(tmp_path):
 
 def _probe() -> dict:
     """Runs in an actor: a plain `import verl` must register mapo and hook the trainer's metrics."""
+    import importlib
+
     import ray
     import verl  # noqa: F401
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
 
     import mapo_verl.metrics as m
 
+    trainer = importlib.import_module(m.TRAINER_MODULE)  # imported after verl: the plugin's import hook wraps it
+    step = getattr(getattr(trainer, m.TRAINER_CLASS), m.TRAINER_METHOD)
     return {
         "node": ray.get_runtime_context().get_node_id(),
         "registered": "mapo" in ADV_ESTIMATOR_REGISTRY,
-        "hooked": m.is_installed(),
+        "hooked": getattr(step, m.HOOK_MARK, False),
         "plugins": os.environ.get("VERL_USE_EXTERNAL_PLUGINS"),
     }
 
@@ -206,24 +210,33 @@ def _probe() -> dict:
 _probe.__module__ = "__main__"
 
 
-@pytest.mark.ray
-def test_multi_node_ray_cluster_registers_mapo_on_every_node():
-    ray = pytest.importorskip("ray")
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """A local Ray cluster of two nodes (one CPU each), shut down after this module's tests."""
+    pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+@pytest.mark.ray
+def test_multi_node_ray_cluster_registers_mapo_on_every_node(two_node_cluster):
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     runtime_env = yaml.safe_load((REPO / "scripts/runtime_env.yaml").read_text())
     runtime_env["working_dir"] = str(REPO)
     runtime_env["excludes"] = [*runtime_env["excludes"], "tests/", "docs/", "benchmarks/"]
     # entry points off: the plugin comes from the shipped runtime env alone (working_dir + module name)
     runtime_env["env_vars"] = {**runtime_env["env_vars"], "VERL_USE_EXTERNAL_PLUGINS": "none"}
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
     try:
-        ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=False)
-        cluster.wait_for_nodes()
+        ray.init(address=two_node_cluster.address, runtime_env=runtime_env, log_to_driver=False)
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         assert len(nodes) == 2
         probe = ray.remote(num_cpus=1)(_probe)
@@ -238,4 +251,23 @@ def test_multi_node_ray_cluster_registers_mapo_on_every_node():
             assert r["hooked"], r
     finally:
         ray.shutdown()
-        cluster.shutdown()
+
+
+@pytest.mark.ray
+def test_slurm_node_probe_counts_a_real_cluster(two_node_cluster, tmp_path):
+    """The Slurm script's own alive_nodes / wait_for_nodes, cut from the script, against a real cluster."""
+    script = (REPO / "scripts/slurm_train.sbatch").read_text()
+    start = script.index("alive_nodes() {")
+    functions = script[start : script.index("\nsrun ", start)]
+    python_dir = str(Path(sys.executable).parent)
+    address = two_node_cluster.address
+    proc = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail\n{functions}\nalive_nodes {address}\nwait_for_nodes {address} 2\n"
+         f"RAY_WAIT_TIMEOUT=2 RAY_POLL_INTERVAL=1 wait_for_nodes {address} 3"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PATH": f"{python_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"},
+    )  # fmt: skip
+    assert proc.stdout.splitlines()[:1] == ["2"], proc.stdout + proc.stderr
+    assert f"ray cluster at {address}: 2/2 node(s) alive" in proc.stdout
+    assert proc.returncode == 1
+    assert f"only 2 of 3 node(s) joined the Ray cluster at {address} within 2 s" in proc.stderr
