@@ -50,6 +50,24 @@ PAPER_SUBSET_SIZES = {"webemo": 2000}
 
 _LETTERS = "ABCDEFGH"
 _IMAGE_MARK = re.compile(r"<image\d*>")
+# LaTeX escapes that a JSON round trip turned into control characters (MathVision's ``\frac`` as form feed + "rac").
+# The authors read MathVision from VLMEvalKit's TSV, which has the backslashes: restore them.
+_EATEN_ESCAPES = (
+    (re.compile("\x0c(?=[a-z])"), "\\f"),
+    (re.compile("\x08(?=[a-z])"), "\\b"),
+    (re.compile("\x0b(?=[a-z])"), "\\v"),
+    (re.compile("\x07(?=[a-z])"), "\\a"),
+    (re.compile("\r(?=ight|ho\\b|m\\b)"), "\\r"),
+    (re.compile("\t(?=imes|ext|heta|an\\b|riangle|ilde|op\\b|au\\b)"), "\\t"),
+    (re.compile("\n(?=eq\\b|abla|eg\\b|ewline|u\\b|ot\\b|i\\b)"), "\\n"),
+)
+
+
+def restore_latex_escapes(text: str) -> str:
+    """``\\x0crac{1}{2}`` -> ``\\frac{1}{2}``: backslash escapes a JSON round trip ate, put back."""
+    for pattern, escape in _EATEN_ESCAPES:
+        text = pattern.sub(escape.replace("\\", "\\\\"), text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -118,12 +136,14 @@ def mathvision_item(rec: Mapping[str, Any]) -> PaperItem:
     questions whose options are text (not just their letters, not images) we append them as ``Choices:`` lines
     ``(A) ...``, the layout of the MathVista and MathVerse queries.
     """
-    question = _IMAGE_MARK.sub("", _field(rec, "question")).strip()
-    options = [_IMAGE_MARK.sub("", str(o)).strip() for o in (rec.get("options") or [])]
+    # Restore before stripping: strip() would drop the form feed of an eaten "\\f" at the start.
+    question = _IMAGE_MARK.sub("", restore_latex_escapes(_field(rec, "question"))).strip()
+    options = [_IMAGE_MARK.sub("", restore_latex_escapes(str(o))).strip() for o in (rec.get("options") or [])]
     # Options that are only their letters, or images (``<image2>``...), are read off the figure: nothing to list.
     if all(options) and [o.upper() for o in options] != list(_LETTERS[: len(options)]):
         question += "\nChoices:\n" + "\n".join(f"({_LETTERS[i]}) {o}" for i, o in enumerate(options))
-    return PaperItem(question, _field(rec, "answer").strip(), {"subject": str(rec.get("subject", ""))})
+    answer = restore_latex_escapes(_field(rec, "answer")).strip()
+    return PaperItem(question, answer, {"subject": str(rec.get("subject", ""))})
 
 
 def geo3k_item(rec: Mapping[str, Any]) -> PaperItem:

@@ -82,3 +82,11 @@ def test_subset_is_stratified_deterministic_and_sized():
     assert pp.paper_subset_indices(labels[:5], 2000) == list(range(5))
     with pytest.raises(ValueError):
         pp.paper_subset_indices(labels, -1)
+
+
+def test_eaten_latex_escapes_are_restored():
+    assert pp.restore_latex_escapes("\x0crac{36}{13}") == "\\frac{36}{13}"
+    assert pp.restore_latex_escapes("a\times b, x \neq 3, \x08eta") == "a\\times b, x \\neq 3, \\beta"
+    assert pp.restore_latex_escapes("line one\nline two\tend") == "line one\nline two\tend"
+    item = pp.mathvision_item({"question": "Find x.<image1>", "options": [], "answer": "\x0crac{36}{13}"})
+    assert item.ground_truth == "\\frac{36}{13}"
