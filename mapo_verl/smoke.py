@@ -204,6 +204,7 @@ def smoke_overrides(
         "ray_kwargs.ray_init.num_cpus=8",
         "+ray_kwargs.ray_init.num_gpus=1",
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
+        f"hydra.run.dir={out / 'hydra'}",
     ]
 
 
@@ -248,7 +249,7 @@ def run_trainer(overrides: list[str], out: Path, steps: int, timeout: float | No
         try:
             for line in proc.stdout:
                 log_file.write(line)
-                tail = (tail + [line.rstrip()])[-80:]
+                tail = [*tail[-79:], line.rstrip()]
                 elapsed = time.monotonic() - start
                 match = _STEP_LINE.match(line)
                 if match:
@@ -363,9 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = smoke_overrides(model_dir, data_dir, out, args.steps, args.estimator, args.prompts, args.n)
     overrides = merge_overrides(base, args.overrides)
-    log(
-        f"python -m verl.trainer.main_ppo --config-name {CONFIG_NAME} ({len(overrides)} overrides: {out / 'command.txt'})"
-    )
+    log(f"python -m verl.trainer.main_ppo --config-name {CONFIG_NAME} + {len(overrides)} overrides (command.txt)")
     returncode, seconds = run_trainer(overrides, out, args.steps, args.timeout)
     print(summary(out, seconds), flush=True)
     log(f"total {time.monotonic() - start:.0f} s")

@@ -94,6 +94,7 @@ class HFRolloutServer:
         self.replica_rank = replica_rank
         if not torch.cuda.is_available():
             torch.set_num_threads(1)  # small CPU models: contending threads are far slower than one
+        torch.manual_seed(int(getattr(self.config, "seed", 0) or 0) + replica_rank)
         self.tokenizer = self.model_config.tokenizer
         self.processor = self.model_config.processor
         path = self.model_config.local_path
