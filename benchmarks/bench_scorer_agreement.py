@@ -57,6 +57,15 @@ def boxed(text: str) -> str:
     return f"{REASONING}The answer is \\boxed{{{text}}}."
 
 
+_WRAPPED = re.compile(r"^\$?\\boxed\{(.*)\}\$?$", re.DOTALL)
+
+
+def plain(answer: str) -> str:
+    """The answer as a model writes it inside its box: a ground truth stored as ``$\\boxed{x}$`` becomes ``x``."""
+    m = _WRAPPED.match(answer.strip())
+    return m.group(1).strip() if m else answer.strip()
+
+
 # ------------------------------------------------------------------------------------------ answer forms
 def choice_forms(letter: str, option: str) -> Iterator[tuple[str, str]]:
     """Correct-intent forms for a choice question whose answer is ``letter`` with text ``option``."""
@@ -139,11 +148,11 @@ def mathvision_cases(root: Path, limit: int = 0) -> Iterator[Case]:
             forms = [(f, t, "correct") for f, t in choice_forms(letter, option)]
             forms += [(f, t, "wrong") for f, t in wrong_forms(letter, parsed.options, "")]
         else:
-            forms = [(f, t, "correct") for f, t in number_forms(parsed.ground_truth)]
-            forms += [(f, t, "wrong") for f, t in wrong_forms(None, [], parsed.ground_truth)]
+            forms = [(f, t, "correct") for f, t in number_forms(plain(parsed.ground_truth))]
+            forms += [(f, t, "wrong") for f, t in wrong_forms(None, [], plain(parsed.ground_truth))]
         forms.append(("no box", "", "correct"))
         for form, text, intent in forms:
-            response = boxed(text) if form != "no box" else f"{REASONING}The answer is {parsed.ground_truth}."
+            response = boxed(text) if form != "no box" else f"{REASONING}The answer is {plain(parsed.ground_truth)}."
             yield Case(
                 "MathVision",
                 "MathLLMs/MathVision",
