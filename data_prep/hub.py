@@ -24,8 +24,22 @@ import pyarrow.parquet as pq
 
 from data_prep.writer import PrepError
 
-#: Rows per record batch read from a parquet file (a few large images at a time).
-READ_BATCH_ROWS = 16
+#: Bytes of source rows decoded per record batch, and the bounds on rows per batch.
+READ_BATCH_BYTES = 8 * 2**20
+READ_BATCH_ROWS = (1, 64)
+
+
+def batch_rows(metadata: pq.FileMetaData) -> int:
+    """Rows per record batch so that one batch holds about :data:`READ_BATCH_BYTES` (large images: a few rows)."""
+    widest = max(
+        (
+            metadata.row_group(k).total_byte_size / max(1, metadata.row_group(k).num_rows)
+            for k in range(metadata.num_row_groups)
+        ),
+        default=0.0,
+    )
+    low, high = READ_BATCH_ROWS
+    return max(low, min(high, int(READ_BATCH_BYTES / widest) if widest else high))
 
 
 @dataclass
@@ -155,8 +169,9 @@ def _parquet_source(description: str, files: list[str]) -> SplitSource:
 
     def read(columns: list[str] | None) -> Iterator[dict]:
         for name in files:
-            parquet = pq.ParquetFile(name)
-            for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+            parquet = pq.ParquetFile(name, pre_buffer=False)
+            rows = batch_rows(parquet.metadata)
+            for batch in parquet.iter_batches(batch_size=rows, columns=columns, use_threads=False):
                 yield from batch.to_pylist()
 
     return SplitSource(description, list(schema.names), features, num_rows, read)
