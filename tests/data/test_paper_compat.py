@@ -104,3 +104,78 @@ def test_mathverse_version_is_logged_as_an_index():
         assert result["mathverse_version"] == float(i)
     assert paper_compat.mathverse_version_index({"problem_version": "Text Only"}) == -1.0
     assert paper_compat.mathverse_version_index(None) == -1.0
+
+
+# ------------------------------------------------------------------------------- through verl's reward loop
+VERL_CASES = [
+    # (data_source, response, ground truth, extra_info, ours acc, paper acc, mathverse_version)
+    ("AI4Math/MathVista", "<think>t</think> \\boxed{C. 145°}", "C", {"options": ["90°", "120°", "145°"]}, 1.0, 0.0, -1),
+    ("AI4Math/MathVerse", "<think>t</think> \\boxed{B}", "B", {"problem_version": "Vision Only"}, 1.0, 1.0, 4),
+    ("hiyouga/geometry3k", "<think>t</think> \\boxed{60^\\circ}", "60", {}, 1.0, 1.0, -1),
+    ("emoset", "<think>t</think> \\boxed{Awe}", "awe", {}, 1.0, 1.0, -1),
+]
+
+
+@pytest.mark.slow
+def test_both_scorers_through_verl_reward_loop_and_validation_metrics(qwen_processor):
+    """The eval configs' reward in verl's RewardLoopWorker; its extra keys become verl's validation metrics."""
+    import numpy as np
+    import torch
+    from omegaconf import OmegaConf
+    from verl import DataProto
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+    from verl.trainer.ppo.metric_utils import process_validation_metrics
+
+    config = OmegaConf.create(
+        {
+            "actor_rollout_ref": {"model": {"path": qwen_processor.tokenizer_dir, "tokenizer_path": None}},
+            "reward": {
+                "reward_manager": {"source": "register", "name": "naive", "module": None},
+                "custom_reward_function": {
+                    "path": "pkg://reward_fns.paper_compat",
+                    "name": "compute_score",
+                    "reward_kwargs": {"format_weight": 0.1, "scorer": "both"},
+                },
+                "reward_model": {"enable": False},
+                "sandbox_fusion": None,
+            },
+        }
+    )
+    worker = RewardLoopWorker(config)
+    tok = worker.input_tokenizer
+    prompts = [tok.encode("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n") for _ in VERL_CASES]
+    responses = [tok.encode(c[1] + "<|im_end|>", add_special_tokens=False) for c in VERL_CASES]
+    p_len, r_len, pad = max(map(len, prompts)), max(map(len, responses)), tok.pad_token_id
+    prompt_ids = torch.tensor([[pad] * (p_len - len(p)) + p for p in prompts])
+    response_ids = torch.tensor([r + [pad] * (r_len - len(r)) for r in responses])
+    mask = torch.cat(
+        [
+            torch.tensor([[0] * (p_len - len(p)) + [1] * len(p) for p in prompts]),
+            torch.tensor([[1] * len(r) + [0] * (r_len - len(r)) for r in responses]),
+        ],
+        dim=1,
+    )
+    data = DataProto.from_dict(
+        tensors={
+            "prompts": prompt_ids,
+            "responses": response_ids,
+            "input_ids": torch.cat([prompt_ids, response_ids], dim=1),
+            "attention_mask": mask,
+        },
+        non_tensors={
+            "data_source": np.array([c[0] for c in VERL_CASES], dtype=object),
+            "reward_model": np.array([{"style": "rule", "ground_truth": c[2]} for c in VERL_CASES], dtype=object),
+            "extra_info": np.array([dict(c[3]) for c in VERL_CASES], dtype=object),
+        },
+    )
+    outputs = worker.loop.run_until_complete(worker.compute_score_batch(data))
+    infos = [out["reward_extra_info"] for out in outputs]
+    assert all(set(info) == set(infos[0]) for info in infos)  # the same keys for every set, as verl needs
+    assert [info["acc"] for info in infos] == [c[4] for c in VERL_CASES]
+    assert [info["paper_acc"] for info in infos] == [c[5] for c in VERL_CASES]
+    assert [info["mathverse_version"] for info in infos] == [c[6] for c in VERL_CASES]
+
+    columns = {key: [info[key] for info in infos] for key in infos[0]}
+    metrics = process_validation_metrics([c[0] for c in VERL_CASES], [str(i) for i in range(len(infos))], columns)
+    assert metrics["AI4Math/MathVista"]["acc"]["mean@1"] == 1.0
+    assert metrics["AI4Math/MathVista"]["paper_acc"]["mean@1"] == 0.0  # logged as val-aux/.../paper_acc/mean@1
