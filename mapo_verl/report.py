@@ -60,7 +60,8 @@ MATHVERSE_VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision 
 PAPER_SUFFIX = " [paper]"
 _CONSOLE = re.compile(r"step:(?P<step>\d+) - (?P<body>.*)$")
 _NUMBER = re.compile(
-    r"^(?:np\.\w+\()?\s*(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\)?$"
+    # 0.5, np.float64(0.5), tensor(0.5000), torch.tensor(0.5), -1e-05, nan, inf
+    r"^(?:[A-Za-z_][\w.]*\()?\s*(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\)?$"
 )
 
 

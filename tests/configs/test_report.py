@@ -75,6 +75,9 @@ def test_console_line_parsing():
     )
     assert step == 7 and data == {"val-core/AI4Math/MathVista/acc/mean@1": 0.25, "a/b": 3.0, "c": -1e-05}
     assert report.parse_console_line("no metrics here") is None
+    colored = "\x1b[36m(TaskRunnerV1 pid=9)\x1b[0m step:2 - a:tensor(0.5000) - b:oops - c:1"
+    step, data = report.parse_console_line(colored)
+    assert step == 2 and data == {"a": 0.5, "c": 1.0}
 
 
 def test_table_from_recorded_runs(file_logger_run, console_run, emotion_eval, tmp_path):
