@@ -208,6 +208,8 @@ def test_mathvision_every_record(split, tmp_path, monkeypatch):
     for row, rec in zip(rows, records, strict=True):
         assert row["extra_info"]["question_type"] == ("multi_choice" if rec["options"] else "free_form")
     assert "skipped 0 (none)" in stdout
+    if split == "test":  # every repair named and counted
+        assert "repaired: LaTeX escape restored: 1, image-only question: 1, literal \\n made a newline: 115" in stdout
     assert_images_decode(rows)
     assert_scores(rows)
 
