@@ -189,6 +189,13 @@ def test_verl_compute_advantage_with_composed_config(rng, make_batch, reference,
     torch.testing.assert_close(data.batch["returns"], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_kl_in_reward_stops_verl_compute_advantage_at_the_first_call(rng, make_batch) -> None:
+    algorithm = _algorithm_section("algorithm.adv_estimator=mapo", "algorithm.use_kl_in_reward=true")
+    rewards, mask, index = make_batch(rng, num_groups=3)
+    with pytest.raises(ValueError, match=r"use_kl_in_reward=true.*actor_rollout_ref\.actor\.use_kl_loss=true"):
+        compute_advantage(_data_proto(rewards, mask, index), adv_estimator="mapo", config=algorithm)
+
+
 def test_v1_trainer_path_hands_mapo_the_batch_unchanged(rng, make_batch, reference) -> None:
     algorithm = _algorithm_section("algorithm.adv_estimator=mapo")
     rewards, mask, index = make_batch(rng, num_groups=10)
