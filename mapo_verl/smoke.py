@@ -109,9 +109,14 @@ def write_hub_copy(dest: Path, rows: list[dict], n_eval: int = 2) -> None:
         )
 
 
-def prepare_data(out: Path) -> tuple[Path, str]:
-    """Run ``python -m data_prep.geo3k`` on a hub-layout copy; returns the prepared folder and the source used."""
-    if REALDATA_GEO3K.is_dir():
+def prepare_data(out: Path, source_kind: str = "auto") -> tuple[Path, str]:
+    """Run ``python -m data_prep.geo3k`` on a hub-layout copy; returns the prepared folder and the source used.
+
+    ``source_kind``: ``real`` (``../shared/realdata/geo3k``, required), ``generated``, or ``auto`` (real if present).
+    """
+    if source_kind == "real" and not REALDATA_GEO3K.is_dir():
+        raise FileNotFoundError(f"--data real: {REALDATA_GEO3K} not found")
+    if source_kind != "generated" and REALDATA_GEO3K.is_dir():
         rows, source = _geo3k_records_from_realdata(REALDATA_GEO3K), f"{REALDATA_GEO3K} (real Geometry3K problems)"
     else:
         rows, source = _generated_geo3k_records(), "generated diagrams (../shared/realdata/geo3k not found)"
@@ -330,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=int, default=4, help="responses per prompt (4)")
     parser.add_argument("--warm-steps", type=int, default=300, help="supervised warm-start steps of the tiny model")
     parser.add_argument("--cache-dir", default=None, help="where the tiny model is cached (~/.cache/mapo-verl)")
+    parser.add_argument(
+        "--data",
+        choices=("auto", "real", "generated"),
+        default="auto",
+        help="Geometry3K problems from ../shared/realdata (real), generated diagrams, or real where present (auto)",
+    )
     parser.add_argument("--timeout", type=float, default=None, help="kill the trainer after this many seconds")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to main_ppo")
     return parser
@@ -350,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "metrics.jsonl").unlink(missing_ok=True)
 
     log("preparing data with python -m data_prep.geo3k ...")
-    data_dir, source = prepare_data(out)
+    data_dir, source = prepare_data(out, args.data)
     log(f"data: {data_dir} (from {source})")
 
     from mapo_verl.cpu.tiny_model import build_tiny_model

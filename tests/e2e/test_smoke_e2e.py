@@ -92,9 +92,10 @@ def test_checkpoint_in_verls_layout_and_weights_changed(smoke_mapo):
         assert (step_dir / "actor" / name).is_file(), name
     assert (step_dir / "data.pt").is_file()
 
-    from safetensors.torch import load_file
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
-    initial = load_file(str(_model_dir(smoke_mapo.console) / "model.safetensors"))
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(_model_dir(smoke_mapo.console)))
+    initial = model.state_dict()  # the in-memory names verl's checkpoint uses
     trained = _actor_state(step_dir)
     shared = sorted(set(initial) & set(trained))
     assert len(shared) == len(initial), (

@@ -1,0 +1,47 @@
+"""The smoke command's parts that run without the trainer: overrides, data preparation, warm-start examples."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from mapo_verl import smoke
+
+
+def test_user_overrides_replace_the_smokes_own_for_the_same_key():
+    base = ["trainer.resume_mode=disable", "+ray_kwargs.ray_init.num_gpus=1", "data.train_batch_size=4"]
+    merged = smoke.merge_overrides(base, ["trainer.resume_mode=auto", "ray_kwargs.ray_init.num_gpus=2", "x.y=1"])
+    assert merged == ["data.train_batch_size=4", "trainer.resume_mode=auto", "ray_kwargs.ray_init.num_gpus=2", "x.y=1"]
+
+
+def test_overrides_keep_the_shipped_config_and_select_the_cpu_backend(tmp_path):
+    overrides = smoke.smoke_overrides(tmp_path / "m", tmp_path / "d", tmp_path / "o", 2, "mapo", 4, 4)
+    keys = {smoke.override_key(o): o.split("=", 1)[1] for o in overrides}
+    assert keys["actor_rollout_ref.rollout.name"] == "hf"
+    assert keys["algorithm.adv_estimator"] == "mapo"
+    assert keys["trainer.total_training_steps"] == "2"
+    assert "reward.custom_reward_function.path" not in keys  # the shipped config's router reward is kept
+    assert smoke.CONFIG_DIR.joinpath(f"{smoke.CONFIG_NAME}.yaml").is_file()
+
+
+def test_bad_arguments_are_rejected_before_any_work(capsys):
+    assert smoke.main(["--n", "1"]) == 2
+    assert smoke.main(["not-an-override"]) == 2
+    assert "key=value" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["generated", "real"])
+def test_data_prep_geo3k_prepares_the_smoke_data(tmp_path, kind):
+    if kind == "real" and not smoke.REALDATA_GEO3K.is_dir():
+        pytest.skip(f"{smoke.REALDATA_GEO3K} not present")
+    prepared, _ = smoke.prepare_data(tmp_path, kind)
+    train = pq.read_table(prepared / "train.parquet").to_pylist()
+    test = pq.read_table(prepared / "test.parquet").to_pylist()
+    assert (len(train), len(test)) == (8, 2)
+    for row in train + test:
+        assert row["data_source"] == "hiyouga/geometry3k"
+        assert row["prompt"][-1]["content"].count("<image>") == len(row["images"]) == 1
+        assert row["reward_model"]["ground_truth"].strip()
+    examples = smoke.warm_start_examples(prepared / "train.parquet")
+    assert len(examples) == 8 and all(len(ex.images) == 1 for ex in examples)
