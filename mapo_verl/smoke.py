@@ -213,11 +213,26 @@ def smoke_overrides(
     ]
 
 
+_RAY_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)?\(\w+ pid=\d+(?:, ip=[^)]*)?\)(?:\x1b\[[0-9;]*m)?\s*")
 _STEP_LINE = re.compile(r"^step:(\d+) - ")
+#: (text in a trainer output line, progress message)
 _MARKERS = (
-    ("Creating file logger", "trainer started; validating before training"),
-    ("Traceback (most recent call last)", None),
+    ("LLMServerManager: ['hf://", "workers and the hf rollout server are up"),
+    ("Creating file logger", "trainer ready: validating before training"),
+    ("Final validation metrics", "final validation done; saving the checkpoint"),
 )
+
+
+def progress_message(line: str, steps: int) -> str | None:
+    """The console progress line for one line of trainer output (Ray's ``(Actor pid=...)`` prefix stripped)."""
+    text = _RAY_PREFIX.sub("", line)
+    match = _STEP_LINE.match(text)
+    if match and int(match.group(1)) >= 1:
+        return f"step {match.group(1)}/{steps} done"
+    for marker, message in _MARKERS:
+        if marker in text:
+            return message
+    return None
 
 
 def run_trainer(overrides: list[str], out: Path, steps: int, timeout: float | None) -> tuple[int, float]:
@@ -256,12 +271,9 @@ def run_trainer(overrides: list[str], out: Path, steps: int, timeout: float | No
                 log_file.write(line)
                 tail = [*tail[-79:], line.rstrip()]
                 elapsed = time.monotonic() - start
-                match = _STEP_LINE.match(line)
-                if match:
-                    log(f"step {match.group(1)}/{steps} done ({elapsed:.0f} s)")
-                for marker, message in _MARKERS:
-                    if marker in line and message:
-                        log(f"{message} ({elapsed:.0f} s)")
+                message = progress_message(line, steps)
+                if message:
+                    log(f"{message} ({elapsed:.0f} s)")
                 if timeout is not None and elapsed > timeout:
                     proc.kill()
                     log(f"timed out after {timeout:.0f} s")
@@ -376,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = smoke_overrides(model_dir, data_dir, out, args.steps, args.estimator, args.prompts, args.n)
     overrides = merge_overrides(base, args.overrides)
     log(f"python -m verl.trainer.main_ppo --config-name {CONFIG_NAME} + {len(overrides)} overrides (command.txt)")
+    log("starting Ray and verl's workers (about a minute on 2 cores) ...")
     returncode, seconds = run_trainer(overrides, out, args.steps, args.timeout)
     print(summary(out, seconds), flush=True)
     log(f"total {time.monotonic() - start:.0f} s")

@@ -45,3 +45,16 @@ def test_data_prep_geo3k_prepares_the_smoke_data(tmp_path, kind):
         assert row["reward_model"]["ground_truth"].strip()
     examples = smoke.warm_start_examples(prepared / "train.parquet")
     assert len(examples) == 8 and all(len(ex.images) == 1 for ex in examples)
+
+
+def test_progress_lines_from_the_trainers_ray_output():
+    lines = {
+        "\x1b[36m(TaskRunnerV1 pid=1566)\x1b[0m step:0 - val-aux/x:0.1": None,  # validation, not a training step
+        "\x1b[36m(TaskRunnerV1 pid=1566)\x1b[0m step:2 - global_seqlen/min:2320.0 - x:1": "step 2/3 done",
+        "(TaskRunnerV1 pid=7, ip=10.0.0.1) LLMServerManager: ['hf://hf_server_0_0']": (
+            "workers and the hf rollout server are up"
+        ),
+        "Training Progress:  50%|#####     | 1/2": None,
+    }
+    for line, expected in lines.items():
+        assert smoke.progress_message(line, 3) == expected, line
