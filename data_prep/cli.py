@@ -33,10 +33,12 @@ def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"python -m data_prep.{name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.set_defaults(dataset_name=name, prompt_style="ours")
     parser.add_argument(
         "--local-save-dir",
-        default=str(data_dir() / name),
-        help=f"output folder (default $MAPO_DATA_DIR/{name}, MAPO_DATA_DIR defaulting to ~/data/mapo)",
+        default=None,
+        help=f"output folder (default $MAPO_DATA_DIR/{name}, or {name}_paper with --prompt-style paper; "
+        "MAPO_DATA_DIR defaulting to ~/data/mapo)",
     )
     parser.add_argument("--local-dataset-path", default=None, help="local source (layout: see the module doc)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images")
@@ -48,6 +50,17 @@ def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42, help="seed for stratified subsets")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def add_prompt_style(parser: argparse.ArgumentParser) -> None:
+    """``--prompt-style {ours,paper}`` for the evaluation preparers (``paper``: :mod:`data_prep.paper_prompts`)."""
+    parser.add_argument(
+        "--prompt-style",
+        choices=("ours", "paper"),
+        default="ours",
+        help="ours (default) or paper: the MAPO authors' prompts, answers and splits (data_prep/paper_prompts.py); "
+        "default output $MAPO_DATA_DIR/NAME_paper",
+    )
 
 
 def parse_size(value: str) -> int | None:
@@ -78,4 +91,8 @@ def run_main(body: Callable[[argparse.Namespace], Summary], parser: argparse.Arg
 
 
 def out_dir_of(args: argparse.Namespace) -> Path:
-    return Path(os.path.expanduser(args.local_save_dir))
+    """``--local-save-dir``, else ``$MAPO_DATA_DIR/NAME`` (``NAME_paper`` for the authors' prompts)."""
+    if args.local_save_dir:
+        return Path(os.path.expanduser(args.local_save_dir))
+    suffix = "_paper" if getattr(args, "prompt_style", "ours") == "paper" else ""
+    return data_dir() / f"{args.dataset_name}{suffix}"

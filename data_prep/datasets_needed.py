@@ -2,10 +2,11 @@
 
     python -m data_prep.datasets_needed --config-path DIR --config-name NAME [overrides...]
 
-prints one line per parquet file in ``data.train_files`` and ``data.val_files``: ``NAME<TAB>FOLDER<TAB>FILE``,
-where ``FOLDER`` is the file's folder and ``NAME`` its preparer (the folder's name, by the data convention
-``$MAPO_DATA_DIR/NAME/{train,test}.parquet``; ``-`` when no ``data_prep.NAME`` exists). ``scripts/train.sh``
-prepares the folders whose files are missing.
+prints one line per parquet file in ``data.train_files`` and ``data.val_files``:
+``NAME<TAB>FOLDER<TAB>FILE<TAB>OPTIONS``, where ``FOLDER`` is the file's folder, ``NAME`` its preparer (the folder's
+name, by the data convention ``$MAPO_DATA_DIR/NAME/{train,test}.parquet``; a folder ``NAME_paper`` is written by
+``data_prep.NAME --prompt-style paper``, the MAPO authors' prompts; ``-`` when no preparer writes it) and
+``OPTIONS`` the preparer's extra options. ``scripts/train.sh`` prepares the folders whose files are missing.
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ def data_files(cfg: Any) -> list[str]:
     return list(dict.fromkeys(os.path.expanduser(f) for f in files))
 
 
-def preparer_of(path: str) -> str:
-    """The ``data_prep`` module that writes ``path`` (its folder's name), or ``-``."""
+def preparer_of(path: str) -> tuple[str, str]:
+    """The ``data_prep`` module that writes ``path`` (its folder's name) and its extra options, or ``("-", "")``."""
     name = os.path.basename(os.path.dirname(path))
-    return name if name in PREPARERS else "-"
+    if name in PREPARERS:
+        return name, ""
+    base = name.removesuffix("_paper")
+    if name.endswith("_paper") and base in PREPARERS:
+        return base, "--prompt-style paper"
+    return "-", ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for path in files:
-        print(f"{preparer_of(path)}\t{os.path.dirname(path)}\t{path}")
+        name, options = preparer_of(path)
+        print(f"{name}\t{os.path.dirname(path)}\t{path}\t{options}")
     return 0
 
 

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.cli import base_parser, out_dir_of, parse_size, run_main
+from data_prep.cli import add_prompt_style, base_parser, out_dir_of, parse_size, run_main
 from data_prep.emotion_sets import default_source, emotion_row
 from data_prep.hub import SplitSource, base_dir_of, load_split
 from data_prep.sampling import fold_label, stratified_sample
@@ -71,6 +71,7 @@ def _official(args: argparse.Namespace, root: Path, summary: Summary) -> None:
                 index=index,
                 source_id=str(entry[1]),
                 max_pixels=args.max_pixels,
+                prompt_style=args.prompt_style,
                 base_dir=root,
             )
 
@@ -130,6 +131,7 @@ def _hub(args: argparse.Namespace, src: str, summary: Summary) -> None:
                 index=index,
                 source_id=str(index),
                 max_pixels=args.max_pixels,
+                prompt_style=args.prompt_style,
                 base_dir=base_dir_of(src),
             )
 
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-size", type=_val_size, default=0, help="validation subset (from val.json): N, 'all', 0")
     parser.add_argument("--image-column", default=None, help="hub mirror: image column (default: auto)")
     parser.add_argument("--label-column", default=None, help="hub mirror: label column (default: auto)")
+    add_prompt_style(parser)
     return run_main(prepare, parser, argv)
 
 

@@ -7,9 +7,9 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from data_prep.cli import base_parser, out_dir_of, parse_size, run_main, source_dir
+from data_prep.cli import add_prompt_style, base_parser, out_dir_of, parse_size, run_main, source_dir
 from data_prep.images import IMAGE_SUFFIXES, image_list, normalize_image
-from data_prep.prompts import emotion_prompt
+from data_prep.prompts import emotion_prompt, paper_module
 from data_prep.rows import BadRecord, make_row
 from data_prep.sampling import fold_label, stratified_sample
 from data_prep.writer import PrepError, Summary, write_split
@@ -26,6 +26,7 @@ def emotion_row(
     source_id: str,
     max_pixels: int,
     base_dir: Path | None = None,
+    prompt_style: str = "ours",
 ) -> dict:
     """One emotion row; an unknown or empty label, or no image, is a :class:`BadRecord`.
 
@@ -42,7 +43,7 @@ def emotion_row(
     images = [normalize_image(candidates[0], max_pixels, base_dir)]
     return make_row(
         data_source=data_source,
-        content=emotion_prompt(labels),
+        content=emotion_prompt(labels, prompt_style),
         images=images,
         ability="emotion",
         ground_truth=folded,
@@ -112,7 +113,12 @@ def prepare_folder_set(
     summary = Summary(name, out_dir_of(args))
     items = read_items(root, args, summary) if read_items is not None else scan_folder_tree(root)
     labels = args.labels or sorted({fold_label(folder) for folder, _ in items})
-    keep = stratified_sample([fold_label(folder) for folder, _ in items], args.test_size, args.seed)
+    folded = [fold_label(folder) for folder, _ in items]
+    if args.prompt_style == "paper":  # the authors' subset size (WEBEmo: 2000), chosen without an RNG
+        size = args.test_size or paper_module().PAPER_SUBSET_SIZES.get(name)
+        keep = paper_module().paper_subset_indices(folded, size) if size else list(range(len(items)))
+    else:
+        keep = stratified_sample(folded, args.test_size, args.seed)
 
     def convert(i: int, item: tuple[int, tuple[str, Path]]) -> dict:
         index, (folder, path) = item
@@ -125,6 +131,7 @@ def prepare_folder_set(
             index=index,
             source_id=str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
             max_pixels=args.max_pixels,
+            prompt_style=args.prompt_style,
         )
 
     write_split(
@@ -143,6 +150,7 @@ def folder_set_parser(name: str, doc: str) -> argparse.ArgumentParser:
     parser = base_parser(name, doc)
     parser.add_argument("--test-size", type=parse_size, default=None, help="stratified subset size or 'all'")
     parser.add_argument("--labels", type=parse_labels, default=None, help="comma-separated label set")
+    add_prompt_style(parser)
     return parser
 
 

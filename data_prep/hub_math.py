@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_prep.cli import base_parser, out_dir_of, run_main
+from data_prep.cli import add_prompt_style, base_parser, out_dir_of, run_main
 from data_prep.hub import base_dir_of, load_split
 from data_prep.images import image_list, normalize_image
-from data_prep.prompts import math_prompt
+from data_prep.prompts import math_prompt, paper_module
 from data_prep.rows import BadRecord, make_row
 from data_prep.writer import Summary, write_split
 
@@ -42,6 +42,10 @@ class MathEvalSpec:
     parse: Callable[[dict], Parsed]
     config: str | None = None
     id_column: str | None = None
+    #: ``--prompt-style paper``: the function of :mod:`data_prep.paper_prompts` that builds the authors' item, and
+    #: the one that says whether a record is in the authors' set (``None``: all are)
+    paper_item: str | None = None
+    paper_keep: str | None = None
 
 
 def options_of(value: Any) -> list[str]:
@@ -64,13 +68,33 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
     summary = Summary(spec.name, out_dir_of(args))
     base_dir = base_dir_of(args.local_dataset_path)
     source = load_split(spec.hub_id, args.local_dataset_path, args.split, args.config, spec.config)
+    paper = args.prompt_style == "paper"
+    records: Any = source
+    total = source.num_rows
+    if paper and spec.paper_keep:
+        keep = getattr(paper_module(), spec.paper_keep)
+        outside = [0]
+
+        def kept(rows):
+            for rec in rows:
+                if keep(rec):
+                    yield rec
+                else:
+                    outside[0] += 1
+
+        records, total = kept(source), None
 
     def convert(i: int, rec: dict) -> dict:
-        parsed = spec.parse(rec)
         images = record_images(rec, args.max_pixels, base_dir)
+        if paper:
+            parsed = paper_parsed(spec, rec)
+            content = paper_module().paper_content(parsed.question, len(images))
+        else:
+            parsed = spec.parse(rec)
+            content = math_prompt(parsed.question, len(images))
         row = make_row(
             data_source=spec.hub_id,
-            content=math_prompt(parsed.question, len(images)),
+            content=content,
             images=images,
             ability="math",
             ground_truth=parsed.ground_truth,
@@ -81,6 +105,7 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
             answer=parsed.ground_truth,
             question_type=parsed.question_type,
             options=parsed.options,
+            problem_version=str(rec.get("problem_version") or ""),
         )
         summary.repair("test", parsed.repairs)
         return row
@@ -93,18 +118,38 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
     write_split(
         summary=summary,
         split=args.split,
-        records=source,
+        records=records,
         convert=convert,
         record_id=record_id,
         args=args,
-        total=source.num_rows,
+        total=total,
         file_name="test",
     )
+    if paper and spec.paper_keep and outside[0]:
+        summary.notes.append(f"{outside[0]} records outside the authors' set ({spec.paper_keep}) left out")
+    if paper:
+        summary.notes.append("prompts: the MAPO authors' (data_prep.paper_prompts)")
     return summary
+
+
+def paper_parsed(spec: MathEvalSpec, rec: dict) -> Parsed:
+    """The authors' question and answer for ``rec``; options and question type from our reading where it has one
+    (so that our reward can still match an option's text)."""
+    try:
+        item = getattr(paper_module(), spec.paper_item or "")(rec)
+    except (ValueError, AttributeError) as exc:
+        raise BadRecord("not an item of the authors' set", str(exc)) from None
+    try:
+        ours = spec.parse(rec)
+        options, question_type = ours.options, ours.question_type
+    except BadRecord:
+        options, question_type = [], ""
+    return Parsed(item.question, options, item.ground_truth, question_type)
 
 
 def eval_main(spec: MathEvalSpec, doc: str, argv: list[str] | None) -> int:
     parser = base_parser(spec.name, doc)
     parser.add_argument("--split", default=spec.split, help=f"source split (default {spec.split})")
     parser.add_argument("--config", default=None, help=f"dataset config (default: {spec.config or 'the default'})")
+    add_prompt_style(parser)
     return run_main(lambda args: prepare_eval(spec, args), parser, argv)

@@ -48,6 +48,8 @@ SPEC = MathEvalSpec(
     config="testmini",
     parse=parse,
     id_column="sample_index",
+    paper_item="mathverse_item",
+    paper_keep="mathverse_is_vision_bearing",
 )
 
 

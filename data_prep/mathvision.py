@@ -29,7 +29,14 @@ def parse(rec: dict) -> Parsed:
     return Parsed(f"{question.text}\n{choices_block(options)}", options, letter, "multi_choice", repairs + found)
 
 
-SPEC = MathEvalSpec(name="mathvision", hub_id="MathLLMs/MathVision", split="test", parse=parse, id_column="id")
+SPEC = MathEvalSpec(
+    name="mathvision",
+    hub_id="MathLLMs/MathVision",
+    split="test",
+    parse=parse,
+    id_column="id",
+    paper_item="mathvision_item",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,14 @@ def parse(rec: dict) -> Parsed:
     return Parsed(" ".join([question.text, *hints]), [], answer.text, "free_form", repairs)
 
 
-SPEC = MathEvalSpec(name="mathvista", hub_id="AI4Math/MathVista", split="testmini", parse=parse, id_column="pid")
+SPEC = MathEvalSpec(
+    name="mathvista",
+    hub_id="AI4Math/MathVista",
+    split="testmini",
+    parse=parse,
+    id_column="pid",
+    paper_item="mathvista_item",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

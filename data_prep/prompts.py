@@ -80,13 +80,28 @@ def math_prompt(question: str, n_images: int = 1) -> str:
     return f"{question}\n\n{MATH_INSTRUCTION}"
 
 
-def emotion_prompt(labels: Sequence[str]) -> str:
-    """The user turn for emotion classification, naming the allowed labels."""
+def emotion_question(labels: Sequence[str]) -> str:
+    """The emotion question, naming the allowed labels."""
+    return f"Which emotion does this image evoke? Choose exactly one of: {', '.join(labels)}."
+
+
+def emotion_prompt(labels: Sequence[str], prompt_style: str = "ours") -> str:
+    """The user turn for emotion classification; ``paper``: the same question with the MAPO authors' instruction
+    (their emotion question texts are not published)."""
+    if prompt_style == "paper":
+        return paper_module().paper_content(emotion_question(labels), 1)
     return (
-        f"{IMAGE_TOKEN}Which emotion does this image evoke? Choose exactly one of: {', '.join(labels)}.\n\n"
+        f"{IMAGE_TOKEN}{emotion_question(labels)}\n\n"
         "First reason step by step inside <think> </think> tags, then give exactly one label from that list "
         "inside \\boxed{} after the closing </think> tag."
     )
+
+
+def paper_module():
+    """:mod:`data_prep.paper_prompts` (the MAPO authors' prompts), imported only for ``--prompt-style paper``."""
+    from data_prep import paper_prompts
+
+    return paper_prompts
 
 
 def choices_block(options: Sequence[str]) -> str:

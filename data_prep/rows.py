@@ -8,7 +8,7 @@ parquet files of different sets in one validation run)::
     images:      [{"bytes": b"..."}]
     ability:     "math" | "emotion"
     reward_model: {"style": "rule", "ground_truth": str}
-    extra_info:  {split, index, source_id, question, answer, question_type, options, labels}
+    extra_info:  {split, index, source_id, question, answer, question_type, options, labels, problem_version}
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ SCHEMA = pa.schema(
                     ("question_type", pa.string()),
                     ("options", pa.list_(pa.string())),
                     ("labels", pa.list_(pa.string())),
+                    ("problem_version", pa.string()),
                 ]
             ),
         ),
@@ -69,6 +70,7 @@ def make_row(
     question_type: str = "",
     options: Sequence[str] = (),
     labels: Sequence[str] = (),
+    problem_version: str = "",
 ) -> dict:
     """One row in verl's schema; checks the ``<image>`` count and a non-empty ground truth."""
     if content.count(IMAGE_TOKEN) != len(images):
@@ -90,6 +92,7 @@ def make_row(
             "question_type": question_type,
             "options": [str(option) for option in options],
             "labels": list(labels),
+            "problem_version": problem_version,
         },
     }
 

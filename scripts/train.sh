@@ -38,7 +38,8 @@ if [[ -z "${DRY_RUN:-}" && -z "${SKIP_GPU_CHECK:-}" ]]; then
 fi
 
 # 2. data: the parquet files the COMPOSED config reads (data.train_files / data.val_files, overrides included),
-#    each prepared once into its folder by data_prep.<folder name> (the convention $MAPO_DATA_DIR/<name>/).
+#    each prepared once into its folder by data_prep.<folder name> (the convention $MAPO_DATA_DIR/<name>/;
+#    <name>_paper/ is written with the MAPO authors' prompts, --prompt-style paper).
 #    Hand-downloaded sets (emoset, webemo, emotion6) are read from $MAPO_SOURCE_DIR/<name>
 #    (default ~/data/mapo_sources/<name>); where that is missing the preparer says what to download and where.
 if [[ -z "${SKIP_DATA_PREP:-}" ]]; then
@@ -47,14 +48,15 @@ if [[ -z "${SKIP_DATA_PREP:-}" ]]; then
         exit 1
     }
     declare -A PREPARED=()
-    while IFS=$'\t' read -r name folder file; do
+    while IFS=$'\t' read -r name folder file options; do
         [[ -z "$file" || -f "$file" || -n "${PREPARED[$folder]:-}" ]] && continue
         if [[ "$name" == "-" ]]; then
             echo "error: $file does not exist and no data_prep module writes $folder/ (name it after a preparer)" >&2
             exit 1
         fi
-        echo "preparing $name -> $folder (for $file)"
-        (cd "$ROOT" && "$PYTHON" -m "data_prep.$name" --local-save-dir "$folder") || {
+        echo "preparing $name ${options:+($options) }-> $folder (for $file)"
+        # shellcheck disable=SC2086  # options are words such as --prompt-style paper
+        (cd "$ROOT" && "$PYTHON" -m "data_prep.$name" --local-save-dir "$folder" $options) || {
             echo "error: preparing $name failed (see above)" >&2
             exit 1
         }

@@ -162,3 +162,30 @@ def test_row_groups_are_bounded_in_bytes(tmp_path, helpers):
     path = write_split(summary=summary, split="test", records=[big] * 9, convert=convert, record_id=str, args=args)
     groups = [pq.ParquetFile(path).metadata.row_group(k).num_rows for k in range(pq.ParquetFile(path).num_row_groups)]
     assert groups == [3, 3, 3]
+
+
+def test_mathverse_paper_prompts_keep_versions(tmp_path, helpers, monkeypatch, capsys):
+    """The authors' MathVerse: ``query_cot`` on the vision-bearing versions, ``problem_version`` kept per row."""
+    import datasets
+
+    from data_prep import paper_prompts
+
+    features = datasets.Features(
+        {name: datasets.Value("string") for name in ("sample_index", "problem_version", "question", "answer",
+                                                      "question_type", "query_cot")}
+        | {"image": datasets.Image()}
+    )  # fmt: skip
+    image = {"bytes": helpers.image_bytes(40, 30), "path": None}
+    rows = [
+        dict(sample_index=str(i), problem_version=version, question="Find x.", answer="5", question_type="free-form",
+             query_cot=f"Please answer: find x ({version}).", image=image)
+        for i, version in enumerate(("Text Dominant", "Text Only", "Vision Only"))
+    ]  # fmt: skip
+    helpers.write_hub_parquet(tmp_path / "src", "testmini", rows, features)
+    monkeypatch.setenv("MAPO_DATA_DIR", str(tmp_path / "data"))
+    argv = ["--local-dataset-path", str(tmp_path / "src"), "--no-progress", "--prompt-style", "paper"]
+    assert mathverse.main(argv) == 0
+    out = rows_of(tmp_path / "data" / "mathverse_paper" / "test.parquet")
+    assert [r["extra_info"]["problem_version"] for r in out] == ["Text Dominant", "Vision Only"]
+    assert out[0]["prompt"][0]["content"] == paper_prompts.paper_content("Please answer: find x (Text Dominant).")
+    assert "1 records outside the authors' set" in capsys.readouterr().out

@@ -318,6 +318,14 @@ def test_geo3k_real_examples(tmp_path, monkeypatch):
         assert all(r["prompt"][0]["content"].count("<image>") == 1 for r in rows)
         assert_images_decode(rows)
         assert_scores(rows)
+    # the authors' prompts: the test split only, in geo3k_paper
+    assert geo3k.main(["--local-dataset-path", str(src), "--no-progress", "--prompt-style", "paper"]) == 0
+    assert sorted(p.name for p in (tmp_path / "data" / "geo3k_paper").iterdir()) == ["test.parquet"]
+    rows = pq.read_table(tmp_path / "data" / "geo3k_paper" / "test.parquet").to_pylist()
+    assert [r["reward_model"]["ground_truth"] for r in rows] == [r["answer"] for r in splits["test"]]
+    assert all(
+        r["prompt"][0]["content"].startswith("<image>") and "FIRST think" in r["prompt"][0]["content"] for r in rows
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ WEBEmo
@@ -349,3 +357,34 @@ def test_webemo_release_layout(tmp_path, monkeypatch):
         assert router.compute_score("webemo", think(truth.title()), truth, row["extra_info"])["score"] == 1.0
         other = next(label for label in row["extra_info"]["labels"] if label != truth)
         assert router.compute_score("webemo", think(other), truth, row["extra_info"])["score"] < 1.0
+
+
+# ----------------------------------------------------------------------------------- the authors' prompts
+
+
+def test_paper_prompts_mathvista_and_mathvision(tmp_path, monkeypatch):
+    """``--prompt-style paper`` writes the authors' questions (MathVista's official ``query``) to NAME_paper."""
+    from data_prep import paper_prompts
+
+    src = tmp_path / "vista"
+    records = build_mathvista(src, pids={"1", "2", "10"})
+    queries = json.loads((REALDATA / "mathvista" / "query_testmini.json").read_text())
+    rows, stdout = run_default(
+        mathvista, "mathvista_paper", src, tmp_path / "data", monkeypatch, "--prompt-style", "paper"
+    )
+    assert [r["prompt"][0]["content"] for r in rows] == [
+        paper_prompts.paper_content(queries[rec["pid"]]) for rec in records
+    ]
+    assert [r["reward_model"]["ground_truth"] for r in rows] == [expected_mathvista_truth(r) for r in records]
+    assert "the MAPO authors'" in stdout
+    assert_scores(rows)
+
+    src = tmp_path / "vision"
+    build_mathvision(src, ids={"528", "2830", "742"})
+    rows, _ = run_default(
+        mathvision, "mathvision_paper", src, tmp_path / "data", monkeypatch, "--prompt-style", "paper"
+    )
+    by_id = {r["extra_info"]["source_id"]: r for r in rows}
+    assert by_id["2830"]["reward_model"]["ground_truth"] == "\\frac{36}{13}"
+    assert all(r["prompt"][0]["content"].endswith(paper_prompts.PAPER_INSTRUCTION) for r in rows)
+    assert_scores(rows)
