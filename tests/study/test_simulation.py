@@ -17,6 +17,7 @@ def grpo_mapo_zero():
     return simulate(SMALL, [ESTIMATORS["grpo"], ESTIMATORS["mapo_tcr"], ESTIMATORS["zero"]])
 
 
+@pytest.mark.slow  # simulation runs (seconds each on two busy cores)
 def test_seed_gives_identical_results(grpo_mapo_zero) -> None:
     again = simulate(SMALL, [ESTIMATORS["grpo"], ESTIMATORS["mapo_tcr"], ESTIMATORS["zero"]])
     for name in ("acc_all", "acc_hard", "acc_easy", "weight_ess", "hard_push"):
@@ -25,6 +26,7 @@ def test_seed_gives_identical_results(grpo_mapo_zero) -> None:
     assert not np.allclose(other.acc_all[0], grpo_mapo_zero.acc_all[0])
 
 
+@pytest.mark.slow  # simulation runs (seconds each on two busy cores)
 def test_grpo_learns_and_zero_advantage_does_not(grpo_mapo_zero) -> None:
     grpo, zero = grpo_mapo_zero.acc_all[0], grpo_mapo_zero.acc_all[2]
     assert (grpo[:, -1] > grpo[:, 0] + 0.15).all()  # every seed improves substantially
@@ -33,6 +35,7 @@ def test_grpo_learns_and_zero_advantage_does_not(grpo_mapo_zero) -> None:
     assert np.array_equal(grpo[:, 0], zero[:, 0])  # same starting point (common random numbers)
 
 
+@pytest.mark.slow  # simulation runs (seconds each on two busy cores)
 def test_push_diagnostics(grpo_mapo_zero) -> None:
     ess, hard = grpo_mapo_zero.weight_ess, grpo_mapo_zero.hard_push
     assert np.isnan(ess[2]).all() and np.isnan(hard[2]).all()  # zero advantages push nothing
@@ -43,6 +46,7 @@ def test_push_diagnostics(grpo_mapo_zero) -> None:
     assert np.nanmean(ess[1]) < np.nanmean(ess[0])
 
 
+@pytest.mark.slow  # simulation runs (seconds each on two busy cores)
 def test_batched_runs_are_independent(grpo_mapo_zero) -> None:
     alone = simulate(SMALL, [ESTIMATORS["grpo"]])
     np.testing.assert_allclose(alone.acc_all[0], grpo_mapo_zero.acc_all[0], rtol=0, atol=1e-5)
