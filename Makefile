@@ -1,4 +1,5 @@
-# Two commands: `make test` (set-up + the whole CPU suite) and `make explain` (the CPU demo).
+# Two commands: `make smoke` (MAPO training through verl's trainer on a CPU) and `make test` (set-up + the whole
+# CPU suite; `make test-fast` is the fast tier). docs/development.md lists the tiers.
 # The venv gets the CPU build of torch first, so that nothing pulls a multi-GB CUDA build.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -37,6 +38,10 @@ doctor: venv
 
 bench: venv
 	$(PY) benchmarks/bench_advantage.py
+
+# verl's real trainer (main_ppo) runs MAPO for 2 steps on CPU with a tiny Qwen2.5-VL (docs/cpu-smoke.md).
+smoke: venv
+	$(PY) -m mapo_verl smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info

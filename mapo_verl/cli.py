@@ -24,14 +24,27 @@ ENTRY_POINT_NAME = "mapo"
 
 
 # --------------------------------------------------------------------------------------- explain
-def explain(rewards: list[float], success_threshold: float, lambda_fn: str, epsilon: float, norm_by_std: bool) -> str:
+def explain(
+    rewards: list[float],
+    success_threshold: float,
+    lambda_fn: str,
+    epsilon: float,
+    norm_by_std: bool,
+    reward_min: float = 0.0,
+) -> str:
     """The table ``python -m mapo_verl explain`` prints for one group of rewards."""
     scores = torch.tensor(rewards, dtype=torch.float64)
     groups = group_ids_from_index([0] * len(rewards))
 
     def run(fn: str):
         return mixed_advantage(
-            scores, groups, success_threshold=success_threshold, lambda_fn=fn, epsilon=epsilon, norm_by_std=norm_by_std
+            scores,
+            groups,
+            success_threshold=success_threshold,
+            reward_min=reward_min,
+            lambda_fn=fn,
+            epsilon=epsilon,
+            norm_by_std=norm_by_std,
         )
 
     grpo, apd, mapo = run("zero"), run("one"), run(lambda_fn)
@@ -42,7 +55,7 @@ def explain(rewards: list[float], success_threshold: float, lambda_fn: str, epsi
     sigma = scores.std().item() if g > 1 else float("nan")
     dev_name = "GRPO" if norm_by_std else "Dr.GRPO"
     lines = [
-        f"group of G={g} rewards, success = reward >= {success_threshold:g}",
+        f"group of G={g} rewards, success = reward >= {success_threshold:g}, reward floor r_min = {reward_min:g}",
         f"  successes N = {n}   p = N/G = {p:.4f}   lambda(p) = {lam:.4f}  ({lambda_fn})",
         f"  mu = {mu:.4f}   sigma = {sigma:.4f} (unbiased)",
         "",
@@ -57,7 +70,8 @@ def explain(rewards: list[float], success_threshold: float, lambda_fn: str, epsi
         "",
         f"  MAPO = (1 - lambda) * {dev_name} + lambda * APD = {1 - lam:.4f} * {dev_name} + {lam:.4f} * APD",
         f"  {dev_name}: (r - mu) / (sigma + eps)" if norm_by_std else f"  {dev_name}: r - mu",
-        "  APD: (r - mu) / (|mu| + eps)",
+        "  APD: (r - mu) / (mu - r_min + eps)   (the paper's (r - mu) / mu when r_min = 0)",
+        f"  bound: |MAPO| <= G - 1 = {max(g - 1, 0)}" + ("" if norm_by_std else " or (1 - 1/G) * (max r - min r)"),
     ]
     if g == 1:
         lines.append("  a group of one response has no relative signal: every advantage is 0")
@@ -112,6 +126,30 @@ def _check_ray(address: str | None) -> list[dict]:
             ray.shutdown()
 
 
+def declared_verl_range() -> str:
+    """The verl versions this install of mapo-verl declares (read from its package metadata)."""
+    from packaging.requirements import Requirement
+
+    for line in metadata.requires("mapo-verl") or []:
+        req = Requirement(line)
+        if req.name == "verl" and req.marker is None:
+            return ",".join(sorted((str(s) for s in req.specifier), key=lambda s: s.startswith("<")))
+    raise RuntimeError("mapo-verl's package metadata declares no verl requirement")
+
+
+def verl_version_check(installed: str, declared: str | None = None) -> tuple[bool, str]:
+    """(inside the declared range?, the sentence doctor prints)."""
+    from packaging.specifiers import SpecifierSet
+
+    declared = declared_verl_range() if declared is None else declared
+    if SpecifierSet(declared).contains(installed, prereleases=True):
+        return True, f"verl {installed} is inside the tested range verl{declared}"
+    return False, (
+        f"verl {installed} is outside the range mapo-verl is tested against (verl{declared}): the plug-in relies "
+        f"on verl's estimator registry and V1 trainer internals; pip install 'verl{declared}'"
+    )
+
+
 def doctor(ray_check: bool = True, ray_address: str | None = None) -> int:
     """Print where ``mapo`` is (or is not) registered and why; 0 when all is well."""
     problems: list[str] = []
@@ -126,12 +164,10 @@ def doctor(ray_check: bool = True, ray_address: str | None = None) -> int:
     try:
         verl_version = metadata.version("verl")
     except metadata.PackageNotFoundError:
-        say(False, "verl is not installed: pip install 'verl>=0.9'")
+        say(False, f"verl is not installed: pip install 'verl{declared_verl_range()}'")
         return 1
-    say(None, f"verl {verl_version}")
-    major_minor = tuple(int(x) for x in verl_version.split(".")[:2] if x.isdigit())
-    if major_minor < (0, 9):
-        say(False, "verl < 0.9 does not load entry points; export VERL_USE_EXTERNAL_MODULES=mapo_verl instead")
+    in_range, detail = verl_version_check(verl_version)
+    say(in_range, detail)
 
     policy = os.environ.get("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
     allowed = policy == "auto" or ENTRY_POINT_NAME in {p.strip() for p in policy.split(",")}
@@ -174,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("rewards", nargs="+", type=float, help="the group's outcome rewards, e.g. 0.9 1 1 1")
     ex.add_argument("--success-threshold", type=float, default=1.0, help="reward counted as a success (1.0)")
     ex.add_argument("--lambda-fn", choices=sorted(LAMBDA_FUNCTIONS), default="tcr", help="lambda(p) (tcr)")
+    ex.add_argument("--reward-min", type=float, default=0.0, help="the reward's floor r_min (0); below it: error")
     ex.add_argument("--epsilon", type=float, default=1e-6)
     ex.add_argument("--no-std", action="store_true", help="deviation without std normalisation (Dr.GRPO)")
 
@@ -193,13 +230,29 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--config-name", "-cn", default="ppo_trainer", help="config name (ppo_trainer)")
     chk.add_argument("overrides", nargs="*", help="Hydra overrides, as given to main_ppo (key=value, +key=value)")
 
+    smk = sub.add_parser("smoke", add_help=False, help="verl's real trainer runs MAPO for 2 steps on CPU (tiny model)")
+    smk.add_argument("smoke_args", nargs=argparse.REMAINDER, help="see python -m mapo_verl smoke --help")
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["smoke"]:  # its own parser: options and trailing Hydra overrides pass through untouched
+        from mapo_verl.smoke import main as smoke_main
+
+        return smoke_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "check":
         from mapo_verl.check import main as check_main
 
         return check_main(args.config_path, args.config_name, args.overrides)
     if args.command == "explain":
-        print(explain(args.rewards, args.success_threshold, args.lambda_fn, args.epsilon, not args.no_std))
+        try:
+            print(
+                explain(
+                    args.rewards, args.success_threshold, args.lambda_fn, args.epsilon, not args.no_std, args.reward_min
+                )
+            )
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         return 0
     return doctor(ray_check=not args.no_ray, ray_address=args.ray_address)
 
