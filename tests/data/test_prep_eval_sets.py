@@ -72,6 +72,7 @@ def mathvista_src(tmp_path_factory, helpers):
     return root
 
 
+@pytest.mark.slow  # runs the module in a fresh interpreter, as users do
 def test_mathvista_cli(mathvista_src, helpers, tmp_path):
     out = tmp_path / "out"
     proc = helpers.run_module(
@@ -137,6 +138,7 @@ def test_mathvision_from_a_parquet_file(tmp_path, helpers):
     assert_verl_rows(rows, "MathLLMs/MathVision", "math")
 
 
+@pytest.mark.slow  # runs the module in a fresh interpreter, as users do
 def test_mathverse_cli_and_rlhfdataset(tmp_path, helpers, qwen_processor):
     import datasets
     from omegaconf import OmegaConf
@@ -201,6 +203,7 @@ def test_folder_sets_skip_bad(module, name, folder_tree, tmp_path):
     assert_verl_rows(rows, name, "emotion")
 
 
+@pytest.mark.slow  # runs the module in a fresh interpreter, as users do
 def test_folder_set_cli_stratified_and_labels(folder_tree, helpers, tmp_path):
     out = tmp_path / "out"
     args = ["--local-save-dir", str(out), "--local-dataset-path", str(folder_tree), "--skip-bad"]

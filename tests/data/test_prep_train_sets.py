@@ -49,6 +49,7 @@ def check_image_tokens(item: dict, processor) -> list[tuple[int, int]]:
     return [img.size for img in images]
 
 
+@pytest.mark.slow  # runs the module in a fresh interpreter, as users do
 def test_geo3k_cli_writes_three_splits_readable_by_rlhfdataset(geo3k_src, qwen_processor, tmp_path, helpers):
     out = tmp_path / "out"
     proc = helpers.run_module(
@@ -86,6 +87,7 @@ def test_geo3k_bad_record_stops_and_leaves_no_split(geo3k_src, tmp_path, capsys)
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp file left
 
 
+@pytest.mark.slow  # runs the module in a fresh interpreter, as users do
 def test_emoset_official_layout_stratified_and_converted(emoset_src, qwen_processor, tmp_path, helpers):
     out = tmp_path / "out"
     args = ["--local-save-dir", str(out), "--local-dataset-path", str(emoset_src), "--skip-bad"]
