@@ -52,6 +52,9 @@ FREE_FORM = {
         ("5", "x = 5", True),
         ("x=5", "5", True),
         ("5", "m \\angle ABC = 5", True),
+        ("30", "\\angle ABC = 30^\\circ", True),
+        ("12", "\\overline{AB} = 12", True),
+        ("6", "2x = 12", False),  # an equation, not a named value
         ("Area $=9.4 \\mathrm{~cm}^{2}$", "94", False),  # a dropped decimal point
         ("Area $=9.4 \\mathrm{~cm}^{2}$", "9.45", False),
         ("x = 5", "y = 5", False),
