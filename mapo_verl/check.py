@@ -363,6 +363,17 @@ def _parquet_columns(path: str) -> list[str]:
     return list(pq.read_schema(path).names)
 
 
+def _prepare_hint(path: str) -> str:
+    """How to write ``path``: the data_prep command for its folder (``NAME`` or ``NAME_paper``)."""
+    from data_prep.datasets_needed import preparer_of
+
+    module, options = preparer_of(path)
+    folder = Path(path).parent
+    if module == "-":
+        return f"no data_prep preparer writes {folder.name}/; point the config at your own parquet"
+    return f"prepare it: python -m data_prep.{module} {options + ' ' if options else ''}--local-save-dir {folder}"
+
+
 def check_data(cfg: Any, report: Report) -> None:
     """Train and validation parquet files exist and have the prompt/image columns the config names."""
     image_key = str(_select(cfg, "data.image_key", "images"))
@@ -379,11 +390,7 @@ def check_data(cfg: Any, report: Report) -> None:
                 continue
             local = os.path.expanduser(f.removeprefix("file://"))
             if not os.path.isfile(local):
-                folder = Path(local).parent
-                report.fail(
-                    f"{key}: {local} does not exist (prepare it: python -m data_prep.{folder.name} "
-                    f"--local-save-dir {folder})"
-                )
+                report.fail(f"{key}: {local} does not exist ({_prepare_hint(local)})")
                 continue
             try:
                 columns = _parquet_columns(local)

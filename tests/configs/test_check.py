@@ -129,7 +129,13 @@ def test_reachable_scores():
         (["data.train_batch_size=5"], ["5 prompts x n=12 = 60 responses per step", "8 GPUs"]),
         (["trainer.n_gpus_per_node=1"], ["tensor_model_parallel_size=2", "does not divide the 1 GPUs"]),
         (["data.image_key=image"], ["lacks column(s) image", "data.image_key=image"]),
-        (["mapo_data_dir=/nonexistent/mapo"], ["/nonexistent/mapo/geo3k/train.parquet does not exist"]),
+        (
+            ["mapo_data_dir=/nonexistent/mapo"],
+            [
+                "/nonexistent/mapo/geo3k/train.parquet does not exist",
+                "python -m data_prep.geo3k --local-save-dir /nonexistent/mapo/geo3k",
+            ],
+        ),
         (["actor_rollout_ref.model.path=/nonexistent/model"], ["model.path=/nonexistent/model: no such directory"]),
         (["actor_rollout_ref.model.path=not a model"], ["neither an existing directory nor a Hub id"]),
         (["reward.custom_reward_function.name=nope"], ["cannot load nope"]),
@@ -139,6 +145,13 @@ def test_reachable_scores():
 def test_planted_mistakes(data_root, overrides, needles):
     # with the shipped reward (pkg://reward_fns.router): only the planted problem is asserted on
     _failed(_check([f"mapo_data_dir={data_root}", *overrides]), *needles)
+
+
+def test_missing_paper_prompt_data_names_its_preparer(data_root):
+    # the authors'-prompt folders (NAME_paper) are written by data_prep.NAME --prompt-style paper
+    report = _check([f"mapo_data_dir={data_root}"], name="eval_math_paper_qwen2_5_vl_7b")
+    _failed(report, "python -m data_prep.mathvista --prompt-style paper --local-save-dir")
+    assert "data_prep.mathvista_paper" not in report.render()
 
 
 def test_unresolvable_interpolation(good):
