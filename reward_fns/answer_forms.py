@@ -345,8 +345,15 @@ def option_letter(answer: str) -> str | None:
     prefix = _ANSWER_PREFIX.match(text)
     if prefix is not None and prefix.end() < len(text):
         text = text[prefix.end() :]
-    match = _LETTER.match(text.strip())
-    return match.group(1) if match else None
+    text = text.strip()
+    match = _LETTER.match(text)
+    if match is None:
+        return None
+    rest = text[match.end() :]
+    bare = not text.startswith("(") and not match.group(0).rstrip().endswith((".", ":", ")", "："))
+    if bare and rest.strip():
+        return None  # `C and more`, `A triangle`: a word followed by text, not an option named
+    return match.group(1)
 
 
 def option_key(text: str) -> str:

@@ -192,7 +192,20 @@ def test_read_answer(text, core, unit, name):
 
 @pytest.mark.parametrize(
     ("answer", "letter"),
-    [("B", "B"), ("(B)", "B"), ("B.", "B"), ("Option B", "B"), ("Answer: B", "B"), ("(B) text", "B"), ("12", None)],
+    [
+        *[("B", "B"), ("(B)", "B"), ("B.", "B"), ("Option B", "B"), ("Answer: B", "B"), ("(B) text", "B")],
+        *[("C. 145°", "C"), ("B) 12", "B"), ("12", None)],
+        # a bare capital followed by words is a word, not an option named
+        *[("C and more", None), ("A triangle", None), ("I have", None)],
+    ],
 )
 def test_option_letter(answer, letter):
     assert option_letter(answer) == letter
+
+
+@pytest.mark.parametrize("options", [[], ["12", "15", "18", "20"]])
+def test_letter_followed_by_words_is_not_that_letter(options):
+    # the scorer-agreement benchmark found `\boxed{C and more}` accepted for a ground truth `C`
+    extra = {"options": options} if options else None
+    assert math_answer.score_answer(respond("C and more"), "C", extra)[0] == 0.0
+    assert math_answer.score_answer(respond("C. 18"), "C", extra)[0] == 1.0
