@@ -63,7 +63,7 @@ def _geo3k_records_from_realdata(root: Path) -> list[dict]:
 
 
 def _generated_geo3k_records(count: int = 10, seed: int = 0) -> list[dict]:
-    """Right-triangle diagrams with two labelled legs: "Find x." (the hypotenuse, rounded)."""
+    """Right-triangle diagrams with two labelled legs (also named in the text): find the hypotenuse x, rounded."""
     from PIL import Image, ImageDraw
 
     rng = random.Random(seed)
@@ -80,9 +80,8 @@ def _generated_geo3k_records(count: int = 10, seed: int = 0) -> list[dict]:
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         answer = f"{(a * a + b * b) ** 0.5:.1f}".rstrip("0").rstrip(".")
-        rows.append(
-            {"problem": "<image>Find x. Round to the nearest tenth.", "answer": answer, "image": buf.getvalue()}
-        )
+        problem = f"<image>The legs of the right triangle are {a} and {b}. Find x. Round to the nearest tenth."
+        rows.append({"problem": problem, "answer": answer, "image": buf.getvalue()})
     return rows
 
 
@@ -90,6 +89,7 @@ def write_hub_copy(dest: Path, rows: list[dict], n_eval: int = 2) -> None:
     """``dest/data/{train,validation,test}-00000-of-00001.parquet`` as ``datasets.load_dataset(dest)`` reads."""
     import datasets
 
+    datasets.disable_progress_bars()
     features = datasets.Features(
         {
             "images": datasets.List(datasets.Image()),

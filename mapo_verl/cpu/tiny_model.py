@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 #: Bump when the files written here change, so cached folders are rebuilt.
-BUILD_VERSION = "1"
+BUILD_VERSION = "5"
 DEFAULT_CACHE_DIR = Path(os.environ.get("MAPO_VERL_CACHE", Path.home() / ".cache" / "mapo-verl"))
 
 SPECIAL_TOKENS = (
@@ -243,23 +243,27 @@ def write_model(spec: TinyModelSpec, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- warm start
-THOUGHTS = (
-    "The figure gives the lengths, so I apply the rule for this shape.",
-    "I read the angles in the diagram and use their sum.",
-    "Using the given values and the theorem for this figure.",
-)
+THOUGHT = "I use the figure."
 
 
 def _response(answer: str, wrong: str, rng: random.Random) -> str:
+    """``<think> ... </think> \\boxed{X}``, X right half the time; a quarter of them without the think block.
+
+    Rewards then vary within a group (0, 0.1, 0.9 or 1.0 under the project's math reward) even when no sample
+    is right, so advantages are not all zero.
+    """
     value = answer if rng.random() < 0.5 else wrong
-    return f"<think> {rng.choice(THOUGHTS)} </think> \\boxed{{{value}}}"
+    if rng.random() < 0.25:
+        return f"\\boxed{{{value}}}"
+    return f"<think> {THOUGHT} </think> \\boxed{{{value}}}"
 
 
 def _encode_prompt(model, processor, example: WarmStartExample):
-    """Prompt ids, token types, image grid and input embeddings (vision features spliced in, computed once).
+    """Prompt ids, token types, image grid and the vision tower's features for the image tokens (or None).
 
-    The vision tower stays frozen during the warm start, so its features are computed once per prompt; the
-    embeddings with the 3-D positions of ``get_rope_index`` give the same logits as ``model(**processor(...))``.
+    The vision tower stays frozen during the warm start, so its features are computed once per prompt; spliced into
+    the (trained) token embeddings, with the 3-D positions of ``get_rope_index``, they give the same logits as
+    ``model(**processor(...))``.
     """
     import io
 
@@ -277,17 +281,24 @@ def _encode_prompt(model, processor, example: WarmStartExample):
     inputs = processor(text=[text], return_tensors="pt", **({"images": images} if images else {}))
     ids = inputs["input_ids"]
     types = inputs.get("mm_token_type_ids", torch.zeros_like(ids))
-    with torch.no_grad():
-        embeds = model.get_input_embeddings()(ids)
-        grid = inputs.get("image_grid_thw")
-        if grid is not None:
+    grid = inputs.get("image_grid_thw")
+    features = None
+    if grid is not None:
+        with torch.no_grad():
             features = model.model.get_image_features(inputs["pixel_values"], grid)
             features = getattr(features, "pooler_output", features)
             if isinstance(features, (list, tuple)):
                 features = torch.cat(list(features))
-            mask = (ids == model.config.image_token_id)[..., None].expand_as(embeds)
-            embeds = embeds.masked_scatter(mask, features.to(embeds.dtype))
-    return ids, types, grid, embeds
+    return ids, types, grid, features
+
+
+def _embed(model, ids, features):
+    """Token embeddings of ``ids`` with the image features in place of the image placeholder tokens."""
+    embeds = model.get_input_embeddings()(ids)
+    if features is None:
+        return embeds
+    mask = (ids == model.config.image_token_id)[..., None].expand_as(embeds)
+    return embeds.masked_scatter(mask, features.to(embeds.dtype))
 
 
 def warm_start(
@@ -325,10 +336,12 @@ def _warm_start(model_dir: Path, examples: Sequence[WarmStartExample], steps: in
     prompts = [_encode_prompt(model, processor, ex) for ex in examples]
     params = [p for name, p in model.named_parameters() if not name.startswith("model.visual.")]
     optimizer = torch.optim.AdamW(params, lr=lr)
+    # linear decay to 0: with one sequence per step, a constant rate leaves the last few samples' imprint
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0 - i / steps)
     losses = []
     for _ in range(steps):
         k = rng.randrange(len(examples))
-        prompt_ids, mm_types, grid, prompt_embeds = prompts[k]
+        prompt_ids, mm_types, grid, features = prompts[k]
         wrong = rng.choice([a for a in answers if a != examples[k].answer] or ["0"])
         response = _response(examples[k].answer, wrong, rng) + tokenizer.eos_token
         response_ids = torch.tensor([tokenizer(response, add_special_tokens=False)["input_ids"]])
@@ -336,13 +349,14 @@ def _warm_start(model_dir: Path, examples: Sequence[WarmStartExample], steps: in
         types = torch.cat([mm_types, torch.zeros_like(response_ids, dtype=mm_types.dtype)], dim=1)
         attention_mask = torch.ones_like(input_ids)
         position_ids, _ = model.model.get_rope_index(input_ids, types, grid, attention_mask=attention_mask)
-        embeds = torch.cat([prompt_embeds, model.get_input_embeddings()(response_ids)], dim=1)
+        embeds = _embed(model, input_ids, features)
         labels = input_ids.clone()
         labels[:, : prompt_ids.shape[1]] = -100
         loss = model(inputs_embeds=embeds, position_ids=position_ids, attention_mask=attention_mask, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        scheduler.step()
         losses.append(loss.item())
     model.eval()
     model.save_pretrained(str(model_dir))
@@ -370,6 +384,9 @@ def build_tiny_model(
     hashes the spec, the warm-start data and this module's build version. Built in a temporary folder and renamed,
     so a crash never leaves a half-written model behind.
     """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     root = Path(out_dir) if out_dir is not None else DEFAULT_CACHE_DIR
     target = root / f"tiny-qwen2.5-vl-{cache_key(spec, examples, warm_steps if examples else 0)}"
     if (target / ".complete").exists():
