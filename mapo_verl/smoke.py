@@ -367,6 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"error: not a Hydra override (key=value): {' '.join(bad)}", file=sys.stderr)
         return 2
+    if not (CONFIG_DIR / f"{CONFIG_NAME}.yaml").is_file():
+        print(
+            f"error: {CONFIG_DIR / CONFIG_NAME}.yaml not found: run the smoke from a checkout of mapo-verl",
+            file=sys.stderr,
+        )
+        return 2
     start = time.monotonic()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
