@@ -345,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--estimator", default="mapo", help="algorithm.adv_estimator (mapo; grpo for the baseline)")
     parser.add_argument("--prompts", type=int, default=4, help="prompts per step (4)")
     parser.add_argument("--n", type=int, default=4, help="responses per prompt (4)")
-    parser.add_argument("--warm-steps", type=int, default=300, help="supervised warm-start steps of the tiny model")
+    parser.add_argument(
+        "--warm-steps", type=int, default=1000, help="supervised warm-start steps of the tiny model (1000)"
+    )
     parser.add_argument("--cache-dir", default=None, help="where the tiny model is cached (~/.cache/mapo-verl)")
     parser.add_argument(
         "--data",

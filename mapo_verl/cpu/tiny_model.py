@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 #: Bump when the files written here change, so cached folders are rebuilt.
-BUILD_VERSION = "5"
+BUILD_VERSION = "6"
 DEFAULT_CACHE_DIR = Path(os.environ.get("MAPO_VERL_CACHE", Path.home() / ".cache" / "mapo-verl"))
 
 SPECIAL_TOKENS = (
@@ -246,13 +246,21 @@ def write_model(spec: TinyModelSpec, out: Path) -> None:
 THOUGHT = "I use the figure."
 
 
-def _response(answer: str, wrong: str, rng: random.Random) -> str:
+def wrong_answer(answer: str) -> str:
+    """A wrong answer that still belongs to its problem: ``1`` prepended (``80`` -> ``180``, ``0.5`` -> ``10.5``).
+
+    A distractor drawn from other problems would teach the tiny model the answers' marginal instead of which answer
+    goes with which prompt; with this one it learns the problem's answer and then hesitates over the prefix.
+    """
+    return "1" + answer
+
+
+def _response(answer: str, rng: random.Random) -> str:
     """``<think> ... </think> \\boxed{X}``, X right half the time; a quarter of them without the think block.
 
-    Rewards then vary within a group (0, 0.1, 0.9 or 1.0 under the project's math reward) even when no sample
-    is right, so advantages are not all zero.
+    Rewards then vary within a group (0, 0.1, 0.9 or 1.0 under the project's math reward).
     """
-    value = answer if rng.random() < 0.5 else wrong
+    value = answer if rng.random() < 0.5 else wrong_answer(answer)
     if rng.random() < 0.25:
         return f"\\boxed{{{value}}}"
     return f"<think> {THOUGHT} </think> \\boxed{{{value}}}"
@@ -302,7 +310,7 @@ def _embed(model, ids, features):
 
 
 def warm_start(
-    model_dir: Path, examples: Sequence[WarmStartExample], steps: int = 300, lr: float = 3e-3, seed: int = 0
+    model_dir: Path, examples: Sequence[WarmStartExample], steps: int = 1000, lr: float = 3e-3, seed: int = 0
 ) -> list[float]:
     """Supervised warm start on ``<think> ... </think> \\boxed{X}``, X the example's answer half the time.
 
@@ -331,7 +339,6 @@ def _warm_start(model_dir: Path, examples: Sequence[WarmStartExample], steps: in
     model.train()
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    answers = [ex.answer for ex in examples]
     tokenizer = processor.tokenizer
     prompts = [_encode_prompt(model, processor, ex) for ex in examples]
     params = [p for name, p in model.named_parameters() if not name.startswith("model.visual.")]
@@ -342,8 +349,7 @@ def _warm_start(model_dir: Path, examples: Sequence[WarmStartExample], steps: in
     for _ in range(steps):
         k = rng.randrange(len(examples))
         prompt_ids, mm_types, grid, features = prompts[k]
-        wrong = rng.choice([a for a in answers if a != examples[k].answer] or ["0"])
-        response = _response(examples[k].answer, wrong, rng) + tokenizer.eos_token
+        response = _response(examples[k].answer, rng) + tokenizer.eos_token
         response_ids = torch.tensor([tokenizer(response, add_special_tokens=False)["input_ids"]])
         input_ids = torch.cat([prompt_ids, response_ids], dim=1)
         types = torch.cat([mm_types, torch.zeros_like(response_ids, dtype=mm_types.dtype)], dim=1)
@@ -375,7 +381,7 @@ def cache_key(spec: TinyModelSpec, examples: Sequence[WarmStartExample], warm_st
 def build_tiny_model(
     out_dir: Path | None = None,
     examples: Sequence[WarmStartExample] = (),
-    warm_steps: int = 300,
+    warm_steps: int = 1000,
     spec: TinyModelSpec = TinyModelSpec(),
 ) -> Path:
     """The tiny model's folder, built (and warm-started on ``examples`` if any) unless already cached.
