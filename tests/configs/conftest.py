@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -61,15 +61,15 @@ def reward_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def composer() -> Iterator[Callable[..., object]]:
-    """compose(name, overrides) for trainer_configs/ (in-process Hydra, as main_ppo composes)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+def composer() -> Callable[..., object]:
+    """compose(name, overrides) for trainer_configs/ (in-process Hydra, as main_ppo composes).
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        yield lambda name, overrides=(): compose(config_name=name, overrides=list(overrides))
-    GlobalHydra.instance().clear()
+    Each call initialises Hydra afresh (``mapo_verl.compose``): a session-long Hydra context would be cleared
+    under it by any other test that composes a config.
+    """
+    from mapo_verl.compose import compose
+
+    return lambda name, overrides=(): compose(str(CONFIG_DIR), name, list(overrides))
 
 
 @pytest.fixture
