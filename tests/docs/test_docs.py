@@ -67,3 +67,14 @@ def test_no_passage_twice() -> None:
                 repeated.append(f"{seen[paragraph]} and {where}: {paragraph[:80]}...")
             seen.setdefault(paragraph, where)
     assert not repeated, "\n".join(repeated)
+
+
+def test_readme_explain_output_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README shows `python -m mapo_verl explain 0.9 1 1 1` verbatim; it must be what the command prints."""
+    from mapo_verl.cli import main
+
+    readme = (REPO / "README.md").read_text()
+    shown = re.search(r"^\$ python -m mapo_verl explain 0\.9 1 1 1\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    assert shown, "README.md no longer shows `$ python -m mapo_verl explain 0.9 1 1 1`"
+    assert main(["explain", "0.9", "1", "1", "1"]) == 0
+    assert capsys.readouterr().out == shown.group(1)
