@@ -5,9 +5,9 @@ called on verl-shaped tensors, exactly as ``ray_trainer.compute_advantage`` call
 
 * ``grpo``    verl's ``grpo`` with ``norm_adv_by_std_in_grpo=True``:   A_i = (s_i - mu) / (sigma + eps)
 * ``drgrpo``  verl's ``grpo`` with ``norm_adv_by_std_in_grpo=False``:  A_i = s_i - mu   (Dr.GRPO's advantage)
-* ``apd``     ``mapo`` with ``lambda_fn=one``:                          A_i = (s_i - mu) / (|mu| + eps)
+* ``apd``     ``mapo`` with ``lambda_fn=one``:                          A_i = (s_i - mu) / (mu - r_min + eps), r_min = 0
 * ``mapo_tcr``, ``mapo_linear``  ``mapo`` with lambda(p) = (2p - 1)^2 or |2p - 1|:
-  A_i = (1 - lambda(p)) (s_i - mu) / (sigma + eps) + lambda(p) (s_i - mu) / (|mu| + eps)
+  A_i = (1 - lambda(p)) (s_i - mu) / (sigma + eps) + lambda(p) (s_i - mu) / (mu - r_min + eps)
 
 ``zero`` (A = 0, no registry call) is the control for "a policy without signal does not learn".
 """
