@@ -318,7 +318,12 @@ def to_csv(header: list[str], rows: list[list[str]]) -> str:
 # -------------------------------------------------------------------------------------- output
 def plot_curves(runs: Sequence[Run], path: Path) -> list[str]:
     """One panel per curve present in any run, every run on it; returns the panel titles."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ReportError(
+            "the training curves need matplotlib, the optional extra: pip install 'mapo-verl[plots]' (or --no-plot)"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

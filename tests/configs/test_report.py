@@ -134,6 +134,13 @@ def test_plot_panels(file_logger_run, tmp_path):
     assert {"train reward (mean)", "validation accuracy", "MAPO mean lambda", "MAPO mean p"} <= set(titles)
 
 
+def test_plot_without_matplotlib_names_the_extra(file_logger_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the `plots` extra were not installed
+    with pytest.raises(report.ReportError, match=r"mapo-verl\[plots\]"):
+        report.plot_curves([report.load_run(str(file_logger_run))], tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_errors_name_the_file(tmp_path):
     empty = tmp_path / "empty.log"
     empty.write_text("nothing\n")
