@@ -223,13 +223,24 @@ def load_processor(model_dir: str | Path):
     return AutoProcessor.from_pretrained(str(model_dir), trust_remote_code=True)
 
 
+def write_tokenizer_and_processor(spec: TinyModelSpec, out: Path) -> object:
+    """Write Qwen2.5-VL's tokenizer and images-only processor into ``out`` (created); returns the tokenizer.
+
+    The folder then loads with ``AutoProcessor.from_pretrained(out, trust_remote_code=True)`` (:func:`load_processor`)
+    and ``AutoTokenizer``, as verl loads them, on CPU torch without torchvision.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _save_tokenizer(_train_tokenizer(spec), out)
+    _write_processor(spec, out)
+    return tokenizer
+
+
 def write_model(spec: TinyModelSpec, out: Path) -> None:
     """Write the randomly initialised model, tokenizer and processor into ``out`` (created)."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _save_tokenizer(_train_tokenizer(spec), out)
+    tokenizer = write_tokenizer_and_processor(spec, out)
     config = _config(spec, tokenizer)
     torch.manual_seed(spec.seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
@@ -239,7 +250,6 @@ def write_model(spec: TinyModelSpec, out: Path) -> None:
         do_sample=True,
     )
     model.save_pretrained(str(out))
-    _write_processor(spec, out)
 
 
 # ------------------------------------------------------------------------------------------- warm start

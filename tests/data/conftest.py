@@ -15,17 +15,6 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 EMOSET_LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
-SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-# Qwen2.5-VL's chat template, reduced to what a single user turn with images needs.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for item in message['content'] %}"
-    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 def image_bytes(width: int, height: int, mode: str = "RGB", fmt: str = "JPEG", seed: int = 0) -> bytes:
@@ -147,42 +136,14 @@ def folder_tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def qwen_processor(tmp_path_factory):
-    """A Qwen2.5-VL processor built without the hub: a byte-level tokenizer with Qwen's special tokens and chat
-    template (saved to disk, so verl's ``hf_tokenizer`` can load it), and ``Qwen2VLImageProcessor``'s PIL
-    backend with the paper's ``max_pixels``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    from transformers.video_processing_utils import BaseVideoProcessor
+    """A Qwen2.5-VL tokenizer and processor built without the hub (the CPU backend's tiny-model folder, without the
+    model) with the paper's ``max_pixels``, loaded as verl loads them; ``tokenizer_dir`` is the folder."""
+    from mapo_verl.cpu.tiny_model import TinyModelSpec, load_processor, write_tokenizer_and_processor
 
-    vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS,
-        chat_template=CHAT_TEMPLATE,
-    )
-    tokenizer_dir = tmp_path_factory.mktemp("qwen_tokenizer")
-    tokenizer.save_pretrained(tokenizer_dir)
-
-    class CpuQwen25VLProcessor(Qwen2_5_VLProcessor):
-        # transformers' video processor needs torchvision, absent on CPU test machines; images need only PIL.
-        def check_argument_for_proper_class(self, argument_name, argument):
-            if argument_name == "video_processor":
-                return type(argument)
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-    processor = CpuQwen25VLProcessor(
-        image_processor=Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=4194304),
-        tokenizer=tokenizer,
-        video_processor=BaseVideoProcessor(),
-        chat_template=CHAT_TEMPLATE,
-    )
-    processor.tokenizer_dir = str(tokenizer_dir)
+    folder = tmp_path_factory.mktemp("qwen_processor")
+    write_tokenizer_and_processor(TinyModelSpec(min_pixels=56 * 56, max_pixels=4194304), folder)
+    processor = load_processor(folder)
+    processor.tokenizer_dir = str(folder)
     return processor
 
 
