@@ -44,11 +44,36 @@ def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def hub_features(name: str):
+    """The hub's column types of ``AI4Math/MathVista`` (testmini) or ``MathLLMs/MathVision`` (``name``)."""
+    import datasets
+
+    text = datasets.Value("string")
+    columns = {
+        "mathvista": {
+            **{"pid": text, "question": text, "image": text, "decoded_image": datasets.Image()},
+            **{"choices": datasets.List(text), "unit": text, "precision": datasets.Value("float64"), "answer": text},
+            **{"question_type": text, "answer_type": text},
+            **{"metadata": text, "query": text},  # metadata is a struct on the hub; unused by the preparer
+        },
+        "mathvision": {
+            **{"id": text, "question": text, "options": datasets.List(text), "image": text},
+            **{"decoded_image": datasets.Image(), "answer": text, "solution": text},
+            **{"level": datasets.Value("int64"), "subject": text},
+        },
+    }
+    return datasets.Features(columns[name])
+
+
 def write_hub_parquet(root: Path, split: str, rows: list[dict], features) -> None:
-    """``root/data/<split>-00000-of-00001.parquet``: the layout ``datasets.load_dataset(root)`` reads."""
+    """``root/data/<split>-00000-of-00001.parquet``: the layout ``datasets.load_dataset(root)`` reads.
+
+    Columns of ``features`` that a row lacks are written as nulls.
+    """
     import datasets
 
     (root / "data").mkdir(parents=True, exist_ok=True)
+    rows = [{column: row.get(column) for column in features} for row in rows]
     ds = datasets.Dataset.from_list(rows, features=features)
     ds.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
 
@@ -154,6 +179,7 @@ def helpers():
 
     return types.SimpleNamespace(
         EMOSET_LABELS=EMOSET_LABELS,
+        hub_features=hub_features,
         image_bytes=image_bytes,
         run_module=run_module,
         write_hub_parquet=write_hub_parquet,

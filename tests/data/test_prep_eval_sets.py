@@ -36,23 +36,9 @@ def assert_verl_rows(rows: list[dict], data_source: str, ability: str) -> None:
 
 @pytest.fixture(scope="module")
 def mathvista_src(tmp_path_factory, helpers):
-    import datasets
 
     root = tmp_path_factory.mktemp("mathvista")
-    features = datasets.Features(
-        {
-            "pid": datasets.Value("string"),
-            "question": datasets.Value("string"),
-            "image": datasets.Value("string"),
-            "decoded_image": datasets.Image(),
-            "choices": datasets.List(datasets.Value("string")),
-            "unit": datasets.Value("string"),
-            "precision": datasets.Value("float64"),
-            "answer": datasets.Value("string"),
-            "question_type": datasets.Value("string"),
-            "answer_type": datasets.Value("string"),
-        }
-    )
+    features = helpers.hub_features("mathvista")
 
     def row(pid, question, choices, answer, qtype, atype, precision=None, unit=None):
         image = {"bytes": helpers.image_bytes(60, 40, seed=int(pid)), "path": None}
@@ -102,20 +88,8 @@ def test_mathvista_bad_record_names_pid(mathvista_src, tmp_path, capsys):
 
 
 def test_mathvision_from_a_parquet_file(tmp_path, helpers):
-    import datasets
 
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "question": datasets.Value("string"),
-            "options": datasets.List(datasets.Value("string")),
-            "image": datasets.Value("string"),
-            "decoded_image": datasets.Image(),
-            "answer": datasets.Value("string"),
-            "level": datasets.Value("int64"),
-            "subject": datasets.Value("string"),
-        }
-    )
+    features = helpers.hub_features("mathvision")
     image = {"bytes": helpers.image_bytes(80, 50, mode="RGBA", fmt="PNG"), "path": None}
     rows = [
         dict(id="7", question="<image1>\nWhich shape?", options=["A", "B", "C", "D", "E"], image="images/7.jpg",

@@ -119,23 +119,9 @@ def mathvision_records(split: str) -> list[dict]:
     return [json.loads(line) for line in (REALDATA / "mathvision" / f"{split}.jsonl").read_text().splitlines()]
 
 
-def build_mathvision(root: Path, ids: set[str] | None = None) -> dict[str, list[dict]]:
+def build_mathvision(root: Path, helpers, ids: set[str] | None = None) -> dict[str, list[dict]]:
     """``MathLLMs/MathVision``'s layout and features: test and testmini splits (``ids`` limits the records)."""
-    import datasets
-
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "question": datasets.Value("string"),
-            "options": datasets.List(datasets.Value("string")),
-            "image": datasets.Value("string"),
-            "decoded_image": datasets.Image(),
-            "answer": datasets.Value("string"),
-            "solution": datasets.Value("string"),
-            "level": datasets.Value("int64"),
-            "subject": datasets.Value("string"),
-        }
-    )
+    features = helpers.hub_features("mathvision")
     records = {}
     for split in ("test", "testmini"):
         chosen = [r for r in mathvision_records(split) if ids is None or r["id"] in ids]
@@ -145,18 +131,9 @@ def build_mathvision(root: Path, ids: set[str] | None = None) -> dict[str, list[
             data = path.read_bytes() if path.is_file() else generated_image(int(rec["id"]))
             rows.append({**rec, "decoded_image": {"bytes": data, "path": None}})
         if rows:
-            write_hub_split(root, split, rows, features)
+            helpers.write_hub_parquet(root, split, rows, features)
         records[split] = chosen
     return records
-
-
-def write_hub_split(root: Path, split: str, rows: list[dict], features) -> None:
-    import datasets
-
-    (root / "data").mkdir(parents=True, exist_ok=True)
-    datasets.Dataset.from_list(rows, features=features).to_parquet(
-        str(root / "data" / f"{split}-00000-of-00001.parquet")
-    )
 
 
 def run_default(module, name: str, src: Path, data_dir: Path, monkeypatch, *extra: str) -> tuple[list[dict], str]:
@@ -179,10 +156,10 @@ def expected_mathvision_truth(rec: dict) -> str:
 # -------------------------------------------------------------------------------------------------- MathVision
 
 
-def test_mathvision_quirk_records(tmp_path, monkeypatch):
+def test_mathvision_quirk_records(tmp_path, monkeypatch, helpers):
     """The image-only question (528) and the eaten ``\\f`` (2830) prepare by default and are named in the summary."""
     src = tmp_path / "src"
-    build_mathvision(src, ids={"1", "2", "528", "2830", "2966"})
+    build_mathvision(src, helpers, ids={"1", "2", "528", "2830", "2966"})
     rows, stdout = run_default(mathvision, "mathvision", src, tmp_path / "data", monkeypatch)
     by_id = {r["extra_info"]["source_id"]: r for r in rows}
     assert set(by_id) == {"1", "2", "528", "2830", "2966"}
@@ -197,9 +174,9 @@ def test_mathvision_quirk_records(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("split", ["test", "testmini"])
-def test_mathvision_every_record(split, tmp_path, monkeypatch):
+def test_mathvision_every_record(split, tmp_path, monkeypatch, helpers):
     src = tmp_path / "src"
-    records = build_mathvision(src)[split]
+    records = build_mathvision(src, helpers)[split]
     extra = [] if split == "test" else ["--split", "testmini"]
     rows, stdout = run_default(mathvision, "mathvision", src, tmp_path / "data", monkeypatch, *extra)
     assert len(rows) == len(records) == {"test": 3040, "testmini": 304}[split]
@@ -217,28 +194,11 @@ def test_mathvision_every_record(split, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------------- MathVista
 
 
-def build_mathvista(root: Path, pids: set[str] | None = None) -> list[dict]:
+def build_mathvista(root: Path, helpers, pids: set[str] | None = None) -> list[dict]:
     """``AI4Math/MathVista``'s testmini in the hub layout, with the official ``query`` and generated images."""
-    import datasets
-
     annotations = json.loads((REALDATA / "mathvista" / "testmini.json").read_text())
     queries = json.loads((REALDATA / "mathvista" / "query_testmini.json").read_text())
-    features = datasets.Features(
-        {
-            "pid": datasets.Value("string"),
-            "question": datasets.Value("string"),
-            "image": datasets.Value("string"),
-            "decoded_image": datasets.Image(),
-            "choices": datasets.List(datasets.Value("string")),
-            "unit": datasets.Value("string"),
-            "precision": datasets.Value("float64"),
-            "answer": datasets.Value("string"),
-            "question_type": datasets.Value("string"),
-            "answer_type": datasets.Value("string"),
-            "metadata": datasets.Value("string"),  # a struct on the hub; unused by the preparer
-            "query": datasets.Value("string"),
-        }
-    )
+    features = helpers.hub_features("mathvista")
     records, rows = [], []
     for pid, rec in annotations.items():
         if pids is not None and pid not in pids:
@@ -252,7 +212,7 @@ def build_mathvista(root: Path, pids: set[str] | None = None) -> list[dict]:
                 "query": queries[pid],
             }
         )
-    write_hub_split(root, "testmini", rows, features)
+    helpers.write_hub_parquet(root, "testmini", rows, features)
     return records
 
 
@@ -262,10 +222,10 @@ def expected_mathvista_truth(rec: dict) -> str:
     return rec["answer"]
 
 
-def test_mathvista_sample(tmp_path, monkeypatch):
+def test_mathvista_sample(tmp_path, monkeypatch, helpers):
     """A few records of each answer type (choice text, integer, float with precision, list, unit)."""
     src = tmp_path / "src"
-    records = build_mathvista(src, pids={"1", "2", "3", "4", "5", "10", "20", "27", "36"})
+    records = build_mathvista(src, helpers, pids={"1", "2", "3", "4", "5", "10", "20", "27", "36"})
     rows, _ = run_default(mathvista, "mathvista", src, tmp_path / "data", monkeypatch)
     assert [r["reward_model"]["ground_truth"] for r in rows] == [expected_mathvista_truth(r) for r in records]
     assert_images_decode(rows)
@@ -273,9 +233,9 @@ def test_mathvista_sample(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_mathvista_every_record(tmp_path, monkeypatch):
+def test_mathvista_every_record(tmp_path, monkeypatch, helpers):
     src = tmp_path / "src"
-    records = build_mathvista(src)
+    records = build_mathvista(src, helpers)
     rows, stdout = run_default(mathvista, "mathvista", src, tmp_path / "data", monkeypatch)
     assert len(rows) == len(records) == 1000
     assert [r["extra_info"]["source_id"] for r in rows] == [rec["pid"] for rec in records]
@@ -288,7 +248,7 @@ def test_mathvista_every_record(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------------- Geometry3K
 
 
-def test_geo3k_real_examples(tmp_path, monkeypatch):
+def test_geo3k_real_examples(tmp_path, monkeypatch, helpers):
     """InterGPS's Geometry3K examples in ``hiyouga/geometry3k``'s layout (``<image>`` + problem, the answer's
     value), with their real diagrams, through the default command."""
     import datasets
@@ -309,7 +269,7 @@ def test_geo3k_real_examples(tmp_path, monkeypatch):
     src = tmp_path / "src"
     splits = {"train": examples[:6], "validation": examples[6:8], "test": examples[8:]}
     for split, rows in splits.items():
-        write_hub_split(src, split, rows, features)
+        helpers.write_hub_parquet(src, split, rows, features)
     monkeypatch.setenv("MAPO_DATA_DIR", str(tmp_path / "data"))
     assert geo3k.main(["--local-dataset-path", str(src), "--no-progress"]) == 0
     for split, source_rows in splits.items():
@@ -362,12 +322,12 @@ def test_webemo_release_layout(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------- the authors' prompts
 
 
-def test_paper_prompts_mathvista_and_mathvision(tmp_path, monkeypatch):
+def test_paper_prompts_mathvista_and_mathvision(tmp_path, monkeypatch, helpers):
     """``--prompt-style paper`` writes the authors' questions (MathVista's official ``query``) to NAME_paper."""
     from data_prep import paper_prompts
 
     src = tmp_path / "vista"
-    records = build_mathvista(src, pids={"1", "2", "10"})
+    records = build_mathvista(src, helpers, pids={"1", "2", "10"})
     queries = json.loads((REALDATA / "mathvista" / "query_testmini.json").read_text())
     rows, stdout = run_default(
         mathvista, "mathvista_paper", src, tmp_path / "data", monkeypatch, "--prompt-style", "paper"
@@ -380,7 +340,7 @@ def test_paper_prompts_mathvista_and_mathvision(tmp_path, monkeypatch):
     assert_scores(rows)
 
     src = tmp_path / "vision"
-    build_mathvision(src, ids={"528", "2830", "742"})
+    build_mathvision(src, helpers, ids={"528", "2830", "742"})
     rows, _ = run_default(
         mathvision, "mathvision_paper", src, tmp_path / "data", monkeypatch, "--prompt-style", "paper"
     )
