@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["smoke"]:  # its own parser: options and trailing Hydra overrides pass through untouched
-        from mapo_verl.smoke import main as smoke_main
+        from mapo_verl.runs.smoke import main as smoke_main
 
         return smoke_main(argv[1:])
     args = parser.parse_args(argv)

@@ -30,6 +30,15 @@ Bounds (G >= 2, every s_i >= r_min; t_i = s_i - r_min >= 0 has mean m = mu - r_m
   See :func:`advantage_bound`; ``tests/estimator/test_bounds.py`` checks it over random groups.
 
 A group of a single response carries no relative signal and gets A = 0.
+
+Which group's lambda a response is mixed with (``lambda_assignment``):
+
+* ``group`` (default, the paper's intent): its own group's lambda(p), as above.
+* ``permuted`` (a control): the lambda of *another* group of the batch, chosen by
+  :func:`permuted_weight_source`; D_i and APD_i stay the response's own.  It reproduces in effect what the
+  authors' code did (``grpomixpro`` hands out the weights by group order after the batch was reordered, so
+  almost every response got another group's lambda; docs/fidelity.md, M1) and tests whether MAPO's gains
+  need each group's own certainty.
 """
 
 from __future__ import annotations
@@ -90,6 +99,10 @@ def trajectory_certainty_weight(success_ratio: torch.Tensor, lambda_fn: str = "t
     return weight(success_ratio)
 
 
+#: How a response's lambda is chosen: its own group's (``group``), or another group's (``permuted``, a control).
+LAMBDA_ASSIGNMENTS = ("group", "permuted")
+
+
 def _slack(level: float) -> float:
     return SUCCESS_TOLERANCE * max(1.0, abs(level))
 
@@ -140,6 +153,41 @@ def group_ids_from_index(index: Any) -> GroupIds:
     return GroupIds(ids=codes, sizes=sizes, labels=np.asarray(labels, dtype=object))
 
 
+def permuted_weight_source(groups: GroupIds) -> np.ndarray:
+    """For each response, the dense id of the group whose lambda it receives under ``permuted`` (host, int64).
+
+    The rule, deterministic for a given batch (its uids and their row order):
+
+    1. The K groups are put on a cycle, ordered by a fixed-key hash of their label
+       (``pandas.util.hash_array`` of ``str(label)``, default key; ties keep first appearance), so that the
+       order does not follow the data's order (a dataset sorted by difficulty stays decorrelated).
+    2. A response's offset o is its rank among its group's responses, in batch row order (0, 1, ...).
+    3. It receives the lambda of the group 1 + (o mod (K - 1)) places further along the cycle.
+
+    With K >= 2 the step lies in 1..K-1, so every response gets another group's lambda.  For each offset the
+    map from groups to sources is a rotation of the cycle, so when every group has n responses (verl's batches)
+    each group's lambda is handed out exactly n times: the weights of the batch are the intended ones,
+    reassigned.  A group's responses get the lambdas of different groups when n <= K - 1.  This is what the
+    authors' indexing did in effect: response row j got the lambda of the group ranked j // n, the batch's rows
+    having been reordered by length, so each weight was repeated n times and almost never reached its own
+    group (docs/fidelity.md, M1).  With a single group there is nothing to permute: its own lambda stays.
+    """
+    num_groups = groups.num_groups
+    ids = groups.ids
+    if num_groups < 2:
+        return ids.copy()
+    hashes = pd.util.hash_array(np.asarray([str(label) for label in groups.labels], dtype=object))
+    cycle = np.argsort(hashes, kind="stable")  # group ids in cycle order
+    position = np.empty(num_groups, dtype=np.int64)
+    position[cycle] = np.arange(num_groups, dtype=np.int64)
+    by_group = np.argsort(ids, kind="stable")  # rows grouped, each group's rows in row order
+    starts = np.cumsum(groups.sizes) - groups.sizes
+    offset = np.empty_like(ids)
+    offset[by_group] = np.arange(ids.shape[0], dtype=np.int64) - starts[ids[by_group]]
+    step = 1 + offset % (num_groups - 1)
+    return cycle[(position[ids] + step) % num_groups]
+
+
 def check_scores(scores: torch.Tensor, groups: GroupIds, reward_min: float) -> None:
     """Every score is finite and >= ``reward_min`` (within float32 slack); ValueError otherwise.
 
@@ -176,6 +224,8 @@ class MixedAdvantage:
 
     ``advantage`` is A_i; ``success_ratio`` the group's p and ``certainty_weight`` its lambda(p);
     ``success`` marks s_i >= threshold, ``singleton`` a response alone in its group (A_i = 0).
+    ``applied_weight`` is the lambda A_i was mixed with (``certainty_weight`` itself under ``group``) and
+    ``permuted`` marks a response whose lambda came from another group (``lambda_assignment="permuted"``).
     """
 
     advantage: torch.Tensor
@@ -183,6 +233,8 @@ class MixedAdvantage:
     certainty_weight: torch.Tensor
     success: torch.Tensor
     singleton: torch.Tensor
+    applied_weight: torch.Tensor
+    permuted: torch.Tensor
 
 
 def mixed_advantage(
@@ -194,6 +246,7 @@ def mixed_advantage(
     lambda_fn: str = "tcr",
     epsilon: float = 1e-6,
     norm_by_std: bool = True,
+    lambda_assignment: str = "group",
 ) -> MixedAdvantage:
     """MAPO's advantage A_i for each response's outcome score s_i (see the module docstring).
 
@@ -202,6 +255,9 @@ def mixed_advantage(
     and D_i is unchanged by the shift.  Group sums use ``index_add_`` over the dense ids: a few
     passes over B scores, no loop over groups, and on CUDA no host synchronisation.  Statistics
     are accumulated in float64; the result is cast back to the scores' dtype.
+
+    ``lambda_assignment="permuted"`` mixes each response with another group's lambda
+    (:func:`permuted_weight_source`); ``group`` (the default) runs exactly the computation above.
     """
     if scores.ndim != 1:
         raise ValueError(f"scores must be one-dimensional (one per response), got shape {tuple(scores.shape)}")
@@ -209,6 +265,10 @@ def mixed_advantage(
         raise ValueError(f"index has {groups.ids.shape[0]} entries but there are {scores.shape[0]} responses")
     if lambda_fn not in LAMBDA_FUNCTIONS:  # fail before any arithmetic
         trajectory_certainty_weight(scores.new_zeros(0), lambda_fn)
+    if lambda_assignment not in LAMBDA_ASSIGNMENTS:
+        raise ValueError(
+            f"unknown lambda_assignment {lambda_assignment!r}; valid names: {', '.join(LAMBDA_ASSIGNMENTS)}"
+        )
     if not (math.isfinite(reward_min) and math.isfinite(success_threshold)):
         raise ValueError(f"reward_min={reward_min} and success_threshold={success_threshold} must be finite")
     check_scores(scores, groups, reward_min)
@@ -232,18 +292,27 @@ def mixed_advantage(
 
     # index_select, not advanced indexing: x[ids] takes milliseconds on a busy multi-threaded CPU.
     height, std, ratio, weight = (x.index_select(0, ids) for x in (height_g, std_g, ratio_g, weight_g))
+    applied = weight
+    permuted = torch.zeros_like(success)
+    if lambda_assignment == "permuted":
+        source = permuted_weight_source(groups)
+        applied = weight_g.index_select(0, torch.from_numpy(source).to(device, non_blocking=True))
+        permuted = torch.from_numpy(source != groups.ids).to(device, non_blocking=True)
     deviation = centred / (std + epsilon) if norm_by_std else centred
     percent = centred / (height + epsilon)
-    advantage = (1.0 - weight) * deviation + weight * percent
+    advantage = (1.0 - applied) * deviation + applied * percent
 
     singleton = (sizes == 1.0).index_select(0, ids)
     advantage = advantage.masked_fill(singleton, 0.0)
 
     out = scores.dtype
+    certainty = weight.to(out)
     return MixedAdvantage(
         advantage=advantage.to(out),
         success_ratio=ratio.to(out),
-        certainty_weight=weight.to(out),
+        certainty_weight=certainty,
         success=success,
         singleton=singleton,
+        applied_weight=certainty if applied is weight else applied.to(out),
+        permuted=permuted,
     )

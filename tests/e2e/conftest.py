@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from mapo_verl.verl_log import read_records, training_steps
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT_S = 900
@@ -23,15 +24,11 @@ class SmokeRun:
     out: Path
     returncode: int
     console: str
-    records: list[dict]
+    records: list[tuple[int, dict]]
 
     def training_steps(self) -> dict[int, dict]:
         """step -> metrics of the training steps (records with ``actor/pg_loss``)."""
-        steps: dict[int, dict] = {}
-        for rec in self.records:
-            if "actor/pg_loss" in rec["data"]:
-                steps.setdefault(int(rec["step"]), {}).update(rec["data"])
-        return steps
+        return training_steps(self.records)
 
 
 def run_smoke(out: Path, cache_dir: Path, *args: str) -> SmokeRun:
@@ -40,10 +37,7 @@ def run_smoke(out: Path, cache_dir: Path, *args: str) -> SmokeRun:
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "mapo_verl", "smoke", "--out", str(out), "--cache-dir", str(cache_dir), *args]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S, check=False)
-    metrics = out / "metrics.jsonl"
-    records = (
-        [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
-    )
+    records = read_records(out / "metrics.jsonl")
     console = proc.stdout + proc.stderr
     if proc.returncode != 0:
         log = out / "main_ppo.log"
@@ -82,7 +76,7 @@ def smoke_resumed_grpo(smoke_mapo, model_cache) -> SmokeRun:
 @pytest.fixture(scope="session")
 def tiny_model_dir(model_cache) -> Path:
     """The tiny model without warm start (random weights), for the processor tests."""
-    from mapo_verl.cpu.tiny_model import build_tiny_model
+    from mapo_verl.runs.tiny_model import build_tiny_model
 
     return build_tiny_model(model_cache)
 

@@ -60,7 +60,7 @@ def test_every_training_step_logs_mapo_and_loss_metrics(smoke_mapo):
 
 
 def test_validation_ran_before_and_after_training(smoke_mapo):
-    val_steps = sorted(r["step"] for r in smoke_mapo.records if any(k.startswith("val-core/") for k in r["data"]))
+    val_steps = sorted(step for step, data in smoke_mapo.records if any(k.startswith("val-core/") for k in data))
     assert val_steps == [0, 2]
 
 

@@ -5,23 +5,25 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from mapo_verl import smoke
+from mapo_verl.runs import smoke, smoke_data, spec
+from mapo_verl.runs.local import progress_message
+from mapo_verl.runs.rollouts import ROLLOUTS
 
 
 def test_user_overrides_replace_the_smokes_own_for_the_same_key():
     base = ["trainer.resume_mode=disable", "+ray_kwargs.ray_init.num_gpus=1", "data.train_batch_size=4"]
-    merged = smoke.merge_overrides(base, ["trainer.resume_mode=auto", "ray_kwargs.ray_init.num_gpus=2", "x.y=1"])
+    merged = spec.merge_overrides(base, ["trainer.resume_mode=auto", "ray_kwargs.ray_init.num_gpus=2", "x.y=1"])
     assert merged == ["data.train_batch_size=4", "trainer.resume_mode=auto", "ray_kwargs.ray_init.num_gpus=2", "x.y=1"]
 
 
 def test_overrides_keep_the_shipped_config_and_select_the_cpu_backend(tmp_path):
     overrides = smoke.smoke_overrides(tmp_path / "m", tmp_path / "d", tmp_path / "o", 2, "mapo", 4, 4)
-    keys = {smoke.override_key(o): o.split("=", 1)[1] for o in overrides}
+    keys = {spec.override_key(o): o.split("=", 1)[1] for o in overrides}
     assert keys["actor_rollout_ref.rollout.name"] == "hf"
     assert keys["algorithm.adv_estimator"] == "mapo"
     assert keys["trainer.total_training_steps"] == "2"
     assert "reward.custom_reward_function.path" not in keys  # the shipped config's router reward is kept
-    assert smoke.CONFIG_DIR.joinpath(f"{smoke.CONFIG_NAME}.yaml").is_file()
+    assert spec.CONFIG_DIR.joinpath(f"{spec.DEFAULT_CONFIG}.yaml").is_file()
 
 
 def test_bad_arguments_are_rejected_before_any_work(capsys):
@@ -33,9 +35,9 @@ def test_bad_arguments_are_rejected_before_any_work(capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["generated", "real"])
 def test_data_prep_geo3k_prepares_the_smoke_data(tmp_path, kind):
-    if kind == "real" and not smoke.REALDATA_GEO3K.is_dir():
-        pytest.skip(f"{smoke.REALDATA_GEO3K} not present")
-    prepared, _ = smoke.prepare_data(tmp_path, kind)
+    if kind == "real" and not smoke_data.REALDATA_GEO3K.is_dir():
+        pytest.skip(f"{smoke_data.REALDATA_GEO3K} not present")
+    prepared, _ = smoke_data.prepare_data(tmp_path, kind)
     train = pq.read_table(prepared / "train.parquet").to_pylist()
     test = pq.read_table(prepared / "test.parquet").to_pylist()
     assert (len(train), len(test)) == (8, 2)
@@ -43,7 +45,7 @@ def test_data_prep_geo3k_prepares_the_smoke_data(tmp_path, kind):
         assert row["data_source"] == "hiyouga/geometry3k"
         assert row["prompt"][-1]["content"].count("<image>") == len(row["images"]) == 1
         assert row["reward_model"]["ground_truth"].strip()
-    examples = smoke.warm_start_examples(prepared / "train.parquet")
+    examples = smoke_data.warm_start_examples(prepared / "train.parquet")
     assert len(examples) == 8 and all(len(ex.images) == 1 for ex in examples)
 
 
@@ -57,4 +59,4 @@ def test_progress_lines_from_the_trainers_ray_output():
         "Training Progress:  50%|#####     | 1/2": None,
     }
     for line, expected in lines.items():
-        assert smoke.progress_message(line, 3) == expected, line
+        assert progress_message(line, 3, (ROLLOUTS["hf"].ready_marker,)) == expected, line

@@ -211,4 +211,4 @@ def apply_cpu_patches() -> None:
     for patch in PATCHES:
         patch.apply()
     _applied = True
-    logger.debug("mapo_verl.cpu: applied %s", ", ".join(p.name for p in PATCHES))
+    logger.debug("mapo_verl.runs.cpu_backend: applied %s", ", ".join(p.name for p in PATCHES))

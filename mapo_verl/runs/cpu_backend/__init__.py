@@ -5,10 +5,12 @@ verl imports this package in every process and Ray actor through the ``verl.plug
 
 * platform ``cpu`` in verl's ``PlatformRegistry``, selected with the environment variable ``VERL_PLATFORM=cpu``;
 * rollout backend ``hf`` in ``RolloutReplicaRegistry`` and ``_ROLLOUT_REGISTRY[("hf", "async")]``, selected with
-  ``actor_rollout_ref.rollout.name=hf`` (its module, :mod:`mapo_verl.cpu.hf_rollout`, is imported on first use).
+  ``actor_rollout_ref.rollout.name=hf`` (its module, :mod:`mapo_verl.runs.cpu_backend.hf_rollout`, is imported on
+  first use).
 
-When ``VERL_PLATFORM=cpu`` is set, the fixes of :mod:`mapo_verl.cpu.patches` are applied too (each checked against
-verl's source first). ``python -m mapo_verl smoke`` runs verl's real trainer with all of it; see docs/cpu-smoke.md.
+When ``VERL_PLATFORM=cpu`` is set, the fixes of :mod:`mapo_verl.runs.cpu_backend.patches` are applied too (each
+checked against verl's source first). ``python -m mapo_verl smoke`` runs verl's real trainer with all of it; see
+docs/cpu-smoke.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 
 PLATFORM_NAME = "cpu"
 ROLLOUT_NAME = "hf"
-ADAPTER_PATH = "mapo_verl.cpu.hf_rollout.HFServerAdapter"
+ADAPTER_PATH = "mapo_verl.runs.cpu_backend.hf_rollout.HFServerAdapter"
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ def cpu_platform_selected() -> bool:
 
 
 def _load_replica():
-    from mapo_verl.cpu.hf_rollout import load_replica_class
+    from mapo_verl.runs.cpu_backend.hf_rollout import load_replica_class
 
     return load_replica_class()
 
@@ -40,13 +42,13 @@ def register() -> None:
     from verl.workers.rollout import base as rollout_base
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-    from mapo_verl.cpu.platform import register_platform
+    from mapo_verl.runs.cpu_backend.platform import register_platform
 
     register_platform()
     RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
     rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = ADAPTER_PATH
     if cpu_platform_selected():
-        from mapo_verl.cpu.patches import apply_cpu_patches
+        from mapo_verl.runs.cpu_backend.patches import apply_cpu_patches
 
         apply_cpu_patches()
 
@@ -56,6 +58,6 @@ if "verl" in sys.modules:  # imported by verl's plug-in loader (or after verl): 
         register()
     except Exception as _err:
         # verl's loader swallows plug-in errors at debug level; say it loudly, then let it propagate.
-        logger.error("mapo_verl.cpu: the CPU backend could not be registered: %r", _err)
-        print(f"mapo_verl.cpu: the CPU backend could not be registered: {_err!r}", file=sys.stderr)
+        logger.error("mapo_verl.runs.cpu_backend: the CPU backend could not be registered: %r", _err)
+        print(f"mapo_verl.runs.cpu_backend: the CPU backend could not be registered: {_err!r}", file=sys.stderr)
         raise

@@ -1,0 +1,65 @@
+"""The supervisor: a deadline that fires while the command is silent, and nothing of its process tree left."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import psutil
+
+from mapo_verl.runs.spec import RunSpec
+from mapo_verl.runs.summary import summary
+from mapo_verl.runs.supervise import run_supervised
+
+# A parent that prints a marker, starts a grandchild, then hangs without a word (as main_ppo after a failed sync).
+SILENT_HANG = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "print('CHILD', child.pid, flush=True)\n"
+    "print('workers are up', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_deadline_fires_during_silence_and_ends_the_whole_tree(tmp_path):
+    seen: list[str] = []
+    start = time.monotonic()
+    outcome = run_supervised(
+        [sys.executable, "-c", SILENT_HANG],
+        log_path=tmp_path / "log.txt",
+        timeout=3.0,
+        progress=lambda line: "up" if "workers are up" in line else None,
+        report=seen.append,
+        poll=0.1,
+    )
+    assert outcome.timed_out
+    assert time.monotonic() - start < 60  # not the 600 s the command would have slept
+    assert outcome.last_progress == "up"
+    child = int(next(line.split()[1] for line in outcome.tail if line.startswith("CHILD")))
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert any("timed out" in message for message in seen)
+    assert "CHILD" in (tmp_path / "log.txt").read_text()
+
+
+def test_exit_status_and_tail_without_timeout(tmp_path):
+    outcome = run_supervised(
+        [sys.executable, "-c", "print('a'); print('b'); raise SystemExit(3)"],
+        log_path=tmp_path / "log.txt",
+        timeout=None,
+        report=lambda message: None,
+    )
+    assert (outcome.returncode, outcome.timed_out, outcome.tail) == (3, False, ["a", "b"])
+
+
+def test_summary_of_a_timed_out_run_says_what_was_last_seen(tmp_path):
+    outcome = run_supervised(
+        [sys.executable, "-c", SILENT_HANG],
+        log_path=tmp_path / "main_ppo.log",
+        timeout=2.0,
+        progress=lambda line: "workers are up" if "workers are up" in line else None,
+        report=lambda message: None,
+        poll=0.1,
+    )
+    text = summary(RunSpec(out=tmp_path, overrides=(), steps=2), outcome)
+    assert "TIMED OUT; last progress seen: workers are up" in text
+    assert "0 training step(s)" in text
