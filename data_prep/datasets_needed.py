@@ -16,7 +16,8 @@ import os
 import sys
 from typing import Any
 
-PREPARERS = ("geo3k", "emoset", "mathvista", "mathvision", "mathverse", "webemo", "emotion6")
+from mapo_verl.compose import compose
+from mapo_verl.data_sources import preparer_of
 
 
 def data_files(cfg: Any) -> list[str]:
@@ -33,25 +34,12 @@ def data_files(cfg: Any) -> list[str]:
     return list(dict.fromkeys(os.path.expanduser(f) for f in files))
 
 
-def preparer_of(path: str) -> tuple[str, str]:
-    """The ``data_prep`` module that writes ``path`` (its folder's name) and its extra options, or ``("-", "")``."""
-    name = os.path.basename(os.path.dirname(path))
-    if name in PREPARERS:
-        return name, ""
-    base = name.removesuffix("_paper")
-    if name.endswith("_paper") and base in PREPARERS:
-        return base, "--prompt-style paper"
-    return "-", ""
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.datasets_needed", description=__doc__.split("\n")[0])
     parser.add_argument("--config-path", required=True, help="folder of the config (absolute, as for main_ppo)")
     parser.add_argument("--config-name", required=True)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as given to main_ppo")
     args = parser.parse_args(argv)
-    from mapo_verl.compose import compose
-
     try:
         cfg = compose(args.config_path, args.config_name, args.overrides)
         files = data_files(cfg)

@@ -32,16 +32,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mapo_verl.data_sources import MATHVERSE_VERSIONS
+
 #: The instruction appended to every question (``code/eval/main.py --system-prompt`` default; EasyR1's
 #: ``examples/format_prompt/math.jinja`` appends the same sentence to training prompts).
 PAPER_INSTRUCTION = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
 )
-#: The system turn of ``utils/processing.py`` (Qwen2.5-VL's default one).
-PAPER_SYSTEM_PROMPT = "You are a helpful assistant."
-#: The vision-bearing MathVerse versions (``testmini.json``; Text Only lives in a separate file).
-MATHVERSE_VISION_VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
 #: Test-set sizes of the authors' files: MathVista testmini, MathVerse testmini (vision-bearing), MathVision test,
 #: Geo3K test, WEBEmo's ``webemo_test_2000.json``.
 PAPER_SET_SIZES = {"mathvista": 1000, "mathverse": 3940, "mathvision": 3040, "geo3k": 601, "webemo": 2000}
@@ -118,13 +116,13 @@ def mathvista_item(rec: Mapping[str, Any], query: str | None = None) -> PaperIte
 
 def mathverse_is_vision_bearing(rec: Mapping[str, Any]) -> bool:
     """True for the versions in the authors' ``testmini.json`` (all but Text Only)."""
-    return str(rec.get("problem_version", "")).strip() in MATHVERSE_VISION_VERSIONS
+    return str(rec.get("problem_version", "")).strip() in MATHVERSE_VERSIONS
 
 
 def mathverse_item(rec: Mapping[str, Any]) -> PaperItem:
     """MathVerse testmini: question = ``query_cot``; the problem version is kept for the per-version report."""
     version = _field(rec, "problem_version").strip()
-    if version not in MATHVERSE_VISION_VERSIONS:
+    if version not in MATHVERSE_VERSIONS:
         raise ValueError(f"'problem_version' {version!r} is not a vision-bearing version")
     return PaperItem(_field(rec, "query_cot"), _field(rec, "answer"), {"problem_version": version})
 

@@ -31,16 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mapo_verl.atomic_io import atomic_write, write_text
+from mapo_verl.data_sources import DATA_SOURCES, MATHVERSE_VERSIONS
 
 #: (data_source, column name, task, in-domain) in the paper's column order.
-DATASETS: tuple[tuple[str, str, str, bool], ...] = (
-    ("hiyouga/geometry3k", "Geo3K", "Math", True),
-    ("AI4Math/MathVista", "MathVista", "Math", False),
-    ("MathLLMs/MathVision", "MathVision", "Math", False),
-    ("AI4Math/MathVerse", "MathVerse", "Math", False),
-    ("emoset", "EmoSet", "Emotion", True),
-    ("webemo", "WEBEmo", "Emotion", False),
-    ("emotion6", "Emotion6", "Emotion", False),
+DATASETS: tuple[tuple[str, str, str, bool], ...] = tuple(
+    (d.data_source, d.column, d.task, d.in_domain) for d in DATA_SOURCES
 )
 #: Training curves plotted when present: (metric key or regex, title).
 CURVES: tuple[tuple[str, str], ...] = (
@@ -55,8 +50,6 @@ CURVES: tuple[tuple[str, str], ...] = (
 )
 _VAL = re.compile(r"^val-core/(?P<source>.+)/(?P<var>acc|reward)/mean@(?P<n>\d+)$")
 _PAPER_VAL = re.compile(r"^val-aux/(?P<source>.+)/(?P<var>paper_acc)/mean@(?P<n>\d+)$")
-#: reward_fns.paper_compat.MATHVERSE_VERSIONS, by the index it logs as ``mathverse_version``.
-MATHVERSE_VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
 PAPER_SUFFIX = " [paper]"
 _CONSOLE = re.compile(r"step:(?P<step>\d+) - (?P<body>.*)$")
 _NUMBER = re.compile(

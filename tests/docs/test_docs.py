@@ -78,3 +78,30 @@ def test_readme_explain_output_is_current(capsys: pytest.CaptureFixture[str]) ->
     assert shown, "README.md no longer shows `$ python -m mapo_verl explain 0.9 1 1 1`"
     assert main(["explain", "0.9", "1", "1", "1"]) == 0
     assert capsys.readouterr().out == shown.group(1)
+
+
+@pytest.mark.slow
+def test_data_md_datasets_needed_sample_is_the_commands_output() -> None:
+    """docs/data.md shows `python -m data_prep.datasets_needed` on the math eval config: the same lines, in order."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    page = (REPO / "docs" / "data.md").read_text()
+    sample = r"^\$ (MAPO_DATA_DIR=\S+) (python -m data_prep\.datasets_needed [^\n]*)\n(.*?)^```"
+    shown = re.search(sample, page, re.M | re.S)
+    assert shown, "docs/data.md no longer shows `$ MAPO_DATA_DIR=... python -m data_prep.datasets_needed ...`"
+    data_dir = shown.group(1).split("=", 1)[1]
+    args = [a.replace("$PWD", str(REPO)) for a in shlex.split(shown.group(2))[1:]]
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, "MAPO_DATA_DIR": data_dir},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        line.split() for line in shown.group(3).splitlines()
+    ]
