@@ -46,15 +46,16 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 from verl.workers.rollout.utils import get_vision_placeholder_token_ids
 
+from mapo_verl.runs.cpu_backend import ROLLOUT_NAME
+
 logger = logging.getLogger(__name__)
 
-BACKEND_NAME = "hf"
 WEIGHT_BUCKET_BYTES = 64 << 20
 
 
 def server_actor_name(replica_rank: int, node_rank: int = 0) -> str:
     """The Ray actor name of a replica's server (the adapter finds it by name)."""
-    return f"{BACKEND_NAME}_server_{replica_rank}_{node_rank}"
+    return f"{ROLLOUT_NAME}_server_{replica_rank}_{node_rank}"
 
 
 # ------------------------------------------------------------------------------------------- prompt ids
@@ -281,7 +282,7 @@ class HFReplica(RolloutReplica):
         await server.wake_up.remote()  # raises here if the server failed to load the model
         self.servers = [server]
         self._server_handle = server
-        self._server_address = f"{BACKEND_NAME}://{name}"
+        self._server_address = f"{ROLLOUT_NAME}://{name}"
 
 
 def load_replica_class() -> type[RolloutReplica]:

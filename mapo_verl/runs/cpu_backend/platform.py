@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-PLATFORM_NAME = "cpu"
+from mapo_verl.runs.cpu_backend import PLATFORM_NAME
 
 
 def _no_op(*_args: Any, **_kwargs: Any) -> None:
