@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import inspect
 import io
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mapo_verl.compose import ComposeError, compose
+from mapo_verl.data_sources import preparer_of
 
 #: The reward function the shipped configs use and whose score range we know.
 ROUTER_PATH = "pkg://reward_fns.router"
@@ -159,6 +161,13 @@ def check_verl(cfg: Any, report: Report) -> None:
     nnodes = int(_select(cfg, "trainer.nnodes", 1))
     per_node = int(_select(cfg, "trainer.n_gpus_per_node", 1))
     n_gpus = nnodes * per_node
+    if n_gpus < 1:
+        report.fail(
+            f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={per_node} = {n_gpus} GPUs: nothing to train on. "
+            "Under Slurm, ask for GPUs (sbatch --gpus-per-node=G) or set RAY_NUM_GPUS; elsewhere set "
+            "trainer.n_gpus_per_node (a CPU machine runs `python -m mapo_verl smoke`)"
+        )
+        return
     target = cfg
     lora_rank = int(_select(cfg, "actor_rollout_ref.model.lora_rank", 0) or 0) or int(
         _select(cfg, "actor_rollout_ref.model.lora.rank", 0) or 0
@@ -365,8 +374,6 @@ def _parquet_columns(path: str) -> list[str]:
 
 def _prepare_hint(path: str) -> str:
     """How to write ``path``: the data_prep command for its folder (``NAME`` or ``NAME_paper``)."""
-    from data_prep.datasets_needed import preparer_of
-
     module, options = preparer_of(path)
     folder = Path(path).parent
     if module == "-":

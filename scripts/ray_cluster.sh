@@ -11,6 +11,11 @@
 # puts this checkout (mapo_verl, reward_fns, trainer_configs) on every node. MAPO_DATA_DIR must name
 # the same shared path on every node. RAY_ADDRESS (default http://127.0.0.1:8265) is the dashboard.
 # DRY_RUN=1 prints the submit command (credential names, never values) instead of running it.
+# head/worker: RAY_NUM_CPUS and RAY_NUM_GPUS set Ray's resources (default: what Ray detects), RAY_TEMP_DIR its
+# temp dir (default Ray's), RAY_HEAD_IP the head's address (default: Ray's choice); ROCR_VISIBLE_DEVICES is
+# cleared (verl's workers refuse it next to the CUDA_VISIBLE_DEVICES that Ray sets per GPU actor).
+# `stop` runs `ray stop`: it ends every Ray process of this user on the node, other clusters included.
+# MAPO_FORWARD_ENV: more variable names (space separated) that `submit` copies into the job's runtime env.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,18 +27,27 @@ export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"
 # are ever printed). Ray keeps a job's runtime env in its job record: `ray job list` shows the values,
 # the dashboard in a browser masks them. See docs/training.md, "Credentials".
 FORWARD_ENV=(MAPO_DATA_DIR HF_HOME HF_ENDPOINT HF_TOKEN HF_TOKEN_PATH WANDB_API_KEY)
+# shellcheck disable=SC2206
+FORWARD_ENV+=(${MAPO_FORWARD_ENV:-})
+# ray start's resource, temp-dir and address flags from RAY_NUM_CPUS, RAY_NUM_GPUS, RAY_TEMP_DIR, RAY_HEAD_IP
+START_ARGS=()
+[[ -z "${RAY_NUM_CPUS:-}" ]] || START_ARGS+=(--num-cpus="$RAY_NUM_CPUS")
+[[ -z "${RAY_NUM_GPUS:-}" ]] || START_ARGS+=(--num-gpus="$RAY_NUM_GPUS")
+[[ -z "${RAY_TEMP_DIR:-}" ]] || START_ARGS+=(--temp-dir="$RAY_TEMP_DIR")
 
 cmd="${1:-}"
 shift || true
 case "$cmd" in
     head)
-        ray start --head --port="$RAY_PORT" --dashboard-host=0.0.0.0 "$@"
+        [[ -z "${RAY_HEAD_IP:-}" ]] || START_ARGS+=(--node-ip-address="$RAY_HEAD_IP")
+        env -u ROCR_VISIBLE_DEVICES ray start --head --port="$RAY_PORT" --dashboard-host=0.0.0.0 \
+            ${START_ARGS[@]+"${START_ARGS[@]}"} "$@"
         ;;
     worker)
         [[ $# -ge 1 ]] || { echo "usage: $0 worker HEAD_IP [ray start args]" >&2; exit 2; }
         head="$1"
         shift
-        ray start --address="$head:$RAY_PORT" "$@"
+        env -u ROCR_VISIBLE_DEVICES ray start --address="$head:$RAY_PORT" ${START_ARGS[@]+"${START_ARGS[@]}"} "$@"
         ;;
     status)
         ray status

@@ -96,6 +96,23 @@ class RunSpec:
         return replace(self, overrides=tuple(merge_overrides(self.overrides, user)))
 
 
+#: verl's ``ray.init`` arguments for a private Ray instance: ``address=local`` never attaches to a cluster already
+#: running on the machine (nor to a stale ``/tmp/ray/ray_current_cluster``), which ``num_cpus``/``num_gpus`` would
+#: make fail ("When connecting to an existing cluster, num_cpus and num_gpus must not be provided").
+PRIVATE_RAY = (
+    "ray_kwargs.ray_init.num_cpus=8",
+    "+ray_kwargs.ray_init.num_gpus=1",
+    "+ray_kwargs.ray_init.address=local",
+)
+#: keys a cluster launcher sets itself: the Ray cluster it starts and the trainer's node and GPU counts
+CLUSTER_KEYS = frozenset({*(override_key(o) for o in PRIVATE_RAY), "trainer.nnodes", "trainer.n_gpus_per_node"})
+
+
+def for_cluster(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` for a run that joins a launcher's Ray cluster: without :data:`CLUSTER_KEYS`."""
+    return [o for o in overrides if override_key(o) not in CLUSTER_KEYS]
+
+
 def tiny_overrides(
     *,
     model_dir: Path,
@@ -151,8 +168,7 @@ def tiny_overrides(
         "trainer.logger=[console,file]",
         "trainer.experiment_name=smoke",
         f"trainer.default_local_dir={out / 'checkpoints'}",
-        "ray_kwargs.ray_init.num_cpus=8",
-        "+ray_kwargs.ray_init.num_gpus=1",
+        *PRIVATE_RAY,
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
         f"hydra.run.dir={out / 'hydra'}",
     ]

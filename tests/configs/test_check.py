@@ -212,3 +212,12 @@ def test_cli_exit_status(good, subprocess_env, tmp_path):
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "mapo estimator is not registered after `import verl`" in bad.stdout
     assert "actor_rollout_ref.rollout.n=1" in bad.stdout
+
+
+@pytest.mark.parametrize("nodes_gpus", [("1", "0"), ("0", "8")])
+def test_zero_gpus_is_a_clear_failure_not_a_crash(good, nodes_gpus):
+    """A CPU-only Slurm allocation gives trainer.n_gpus_per_node=0: the check names the keys, never crashes."""
+    nnodes, per_node = nodes_gpus
+    report = _check([*good, f"trainer.nnodes={nnodes}", f"trainer.n_gpus_per_node={per_node}"])
+    _failed(report, f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={per_node} = 0 GPUs: nothing to train on")
+    assert "crashed" not in report.render() and "ZeroDivisionError" not in report.render()

@@ -140,7 +140,7 @@ def _slurm(tmp_path: Path, schedule: str, **extra_env: str) -> tuple[subprocess.
     _executable(
         fake / "srun",
         '#!/usr/bin/env bash\necho "srun $*" >> "$FAKE_LOG/calls"\n'
-        'if [[ " $* " == *" hostname "* ]]; then echo "10.0.0.1 fe80::1"; fi\n',
+        'if [[ " $* " == *" hostname "* ]]; then echo "${FAKE_ADDRS:-10.0.0.1 fe80::1}"; fi\n',
     )
     _executable(
         fake / "python",
@@ -157,6 +157,7 @@ def _slurm(tmp_path: Path, schedule: str, **extra_env: str) -> tuple[subprocess.
     (venv / "bin" / "activate").write_text(f'export PATH="{fake}:$PATH"\n')
     env = {**os.environ, "FAKE_LOG": str(log), "FAKE_SCHEDULE": schedule, "VENV": str(venv),
            "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_SUBMIT_DIR": str(REPO), "SLURM_GPUS_PER_NODE": "8",
+           "SLURM_JOB_ID": "1507", "SLURM_CPUS_PER_TASK": "64",
            "RAY_POLL_INTERVAL": "0.05", **extra_env}  # fmt: skip
     proc = subprocess.run(
         ["bash", str(REPO / "scripts/slurm_train.sbatch"), "mapo_geo3k_qwen2_5_vl_7b"],
@@ -170,7 +171,7 @@ def test_slurm_waits_until_every_node_has_joined(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     calls = (log / "calls").read_text().splitlines()
     head = next(i for i, c in enumerate(calls) if "ray start --head" in c)
-    worker = next(i for i, c in enumerate(calls) if "ray start --address=10.0.0.1:6379" in c)
+    worker = next(i for i, c in enumerate(calls) if "ray start --address=10.0.0.1:6414" in c)
     train = next(i for i, c in enumerate(calls) if "verl.trainer.main_ppo" in c)
     # the head is polled until it answers, the worker starts only then, training only once both are alive
     assert [c for c in calls[head:worker] if c.startswith("probe")] == ["probe 0", "probe 0", "probe 1"], calls
@@ -182,8 +183,66 @@ def test_slurm_waits_until_every_node_has_joined(tmp_path):
 def test_slurm_stops_with_a_clear_error_when_nodes_are_missing(tmp_path):
     proc, log = _slurm(tmp_path, "1", RAY_WAIT_TIMEOUT="1")
     assert proc.returncode != 0
-    assert "only 1 of 2 node(s) joined the Ray cluster at 10.0.0.1:6379 within 1 s" in proc.stderr
+    assert "only 1 of 2 node(s) joined the Ray cluster at 10.0.0.1:6414 within 1 s" in proc.stderr
     assert "main_ppo" not in (log / "calls").read_text()  # no training on a partial cluster
+
+
+
+def _ray_starts(log: Path) -> list[str]:
+    return [c for c in (log / "calls").read_text().splitlines() if " ray start " in c]
+
+
+def test_slurm_ray_steps_clear_rocr_and_use_a_per_job_port_and_temp_dir(tmp_path):
+    """Slurm's gres/gpu sets ROCR_VISIBLE_DEVICES in every step; verl's workers refuse it (SLURM_NOTES.md)."""
+    proc, log = _slurm(tmp_path, "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    head, worker = _ray_starts(log)
+    for line in (head, worker):
+        assert " env -u ROCR_VISIBLE_DEVICES ray start " in line, line
+        assert "--temp-dir=/tmp/ray-mapo-1507" in line and "--num-cpus=64 --num-gpus=8" in line, line
+    # job 1507: port 6400 + 2 x (1507 mod 1500) = 6414, its client server the next port, no shared dashboard
+    assert "--port=6414 --ray-client-server-port=6415 --include-dashboard=false" in head
+    assert "--address=10.0.0.1:6414" in worker
+
+
+def test_slurm_resources_and_address_are_overridable(tmp_path):
+    proc, log = _slurm(tmp_path, "2", RAY_NUM_CPUS="6", RAY_NUM_GPUS="2", RAY_PORT="7100",
+                       RAY_TEMP_DIR="/tmp/r7", RAY_HEAD_IP="192.168.5.5")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    head, worker = _ray_starts(log)
+    assert "--node-ip-address=192.168.5.5 --port=7100" in head and "--address=192.168.5.5:7100" in worker
+    assert all("--temp-dir=/tmp/r7 --num-cpus=6 --num-gpus=2" in line for line in (head, worker))
+    calls = (log / "calls").read_text()
+    assert "hostname" not in calls  # RAY_HEAD_IP set: no probe of the head's addresses
+    assert "trainer.nnodes=2 trainer.n_gpus_per_node=2" in calls
+
+
+def test_slurm_head_on_loopback_picks_the_routable_address(tmp_path):
+    """`hostname --ip-address` is 127.0.0.1 where /etc/hosts maps the hostname to loopback (SLURM_NOTES.md)."""
+    proc, log = _slurm(tmp_path, "2", FAKE_ADDRS="127.0.0.1 192.0.2.7 fd00::2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    head, worker = _ray_starts(log)
+    assert "--node-ip-address=192.0.2.7 " in head and "--address=192.0.2.7:6414" in worker
+
+
+def test_slurm_head_with_only_loopback_stops_clearly(tmp_path):
+    proc, log = _slurm(tmp_path, "2", FAKE_ADDRS="127.0.1.1")
+    assert proc.returncode != 0
+    assert "the head node node-a has no address the other nodes can reach (only: 127.0.1.1)" in proc.stderr
+    assert "Set RAY_HEAD_IP" in proc.stderr
+    assert "ray start" not in (log / "calls").read_text()
+
+
+def test_slurm_cpu_only_allocation_declares_zero_gpus(tmp_path):
+    """No GPU in the allocation: 0 GPUs go to the pre-flight check (which then says so), never a made-up 8."""
+    proc, log = _slurm(
+        tmp_path, "2", SLURM_GPUS_PER_NODE="", SLURM_GPUS_ON_NODE="", SLURM_CPUS_ON_NODE="4", SLURM_CPUS_PER_TASK=""
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = (log / "calls").read_text().splitlines()
+    check = next(c for c in calls if c.startswith("check "))
+    assert "trainer.nnodes=2 trainer.n_gpus_per_node=0" in check
+    assert all("--num-cpus=4 --num-gpus=0" in line for line in _ray_starts(log))
 
 
 def _probe() -> dict:
@@ -271,3 +330,23 @@ def test_slurm_node_probe_counts_a_real_cluster(two_node_cluster, tmp_path):
     assert f"ray cluster at {address}: 2/2 node(s) alive" in proc.stdout
     assert proc.returncode == 1
     assert f"only 2 of 3 node(s) joined the Ray cluster at {address} within 2 s" in proc.stderr
+
+
+def test_slurm_request_that_no_node_fits_is_named_before_submission():
+    from mapo_verl.runs.slurm import Request, unmet
+
+    nodes = [("n1", 8, 1), ("n2", 8, 1)]
+    assert unmet(Request(nodes=2, gpus_per_node=1, cpus_per_task=8), nodes) is None
+    why = unmet(Request(nodes=2, gpus_per_node=8, cpus_per_task=64), nodes)
+    assert why and "--gpus-per-node=8 --cpus-per-task=64" in why and "only 0 node(s) fit" in why
+    assert "n1 (8 CPUs, 1 GPUs)" in why
+    assert "only 2 node(s) fit" in (unmet(Request(nodes=3), nodes) or "")
+
+
+def test_cluster_runs_drop_the_private_ray_and_node_counts():
+    """The smoke's private Ray (address=local, num_cpus/gpus) must not reach a job that joins a launcher's Ray."""
+    from mapo_verl.runs.spec import PRIVATE_RAY, for_cluster
+
+    kept = ["data.train_batch_size=4", "trainer.total_training_steps=1"]
+    assert "+ray_kwargs.ray_init.address=local" in PRIVATE_RAY
+    assert for_cluster([*PRIVATE_RAY, "trainer.nnodes=1", "trainer.n_gpus_per_node=1", *kept]) == kept
