@@ -16,7 +16,7 @@ from typing import Any
 from data_prep.cli import add_prompt_style, base_parser, out_dir_of, run_main
 from data_prep.hub import base_dir_of, load_split
 from data_prep.images import image_list, normalize_image
-from data_prep.prompts import math_prompt, paper_module
+from data_prep.prompts import REPAIR_NO_IMAGE, math_prompt, paper_module
 from data_prep.rows import BadRecord, make_row
 from data_prep.writer import Summary, write_split
 
@@ -46,6 +46,9 @@ class MathEvalSpec:
     #: the one that says whether a record is in the authors' set (``None``: all are)
     paper_item: str | None = None
     paper_keep: str | None = None
+    #: records that legitimately have no image (MathVerse's Text Only version): they become text-only prompts;
+    #: a missing image anywhere else stays an error
+    imageless: Callable[[dict], bool] | None = None
 
 
 def options_of(value: Any) -> list[str]:
@@ -55,12 +58,15 @@ def options_of(value: Any) -> list[str]:
     return [str(option).strip() for option in value]
 
 
-def record_images(rec: dict, max_pixels: int, base_dir) -> list[dict]:
-    """The record's image(s): the first non-empty of ``decoded_image``/``image``/``images``."""
+def record_images(rec: dict, max_pixels: int, base_dir, *, required: bool = True) -> list[dict]:
+    """The record's image(s): the first non-empty of ``decoded_image``/``image``/``images``; none is a
+    :class:`BadRecord` unless ``required`` is false."""
     for column in IMAGE_COLUMNS:
         values = image_list(rec.get(column))
         if values:
             return [normalize_image(v, max_pixels, base_dir) for v in values]
+    if not required:
+        return []
     raise BadRecord("missing image", "no image column")
 
 
@@ -85,7 +91,8 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
         records, total = kept(source), None
 
     def convert(i: int, rec: dict) -> dict:
-        images = record_images(rec, args.max_pixels, base_dir)
+        imageless = spec.imageless is not None and spec.imageless(rec)
+        images = record_images(rec, args.max_pixels, base_dir, required=not imageless)
         if paper:
             parsed = paper_parsed(spec, rec)
             content = paper_module().paper_content(parsed.question, len(images))
@@ -107,7 +114,7 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
             options=parsed.options,
             problem_version=str(rec.get("problem_version") or ""),
         )
-        summary.repair("test", parsed.repairs)
+        summary.repair("test", parsed.repairs + [REPAIR_NO_IMAGE] * (not images))
         return row
 
     def record_id(i: int, rec: dict) -> str:

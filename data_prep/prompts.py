@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from data_prep.rows import IMAGE_TOKEN, BadRecord, require_text
-from reward_fns.answer_forms import option_key, restore_latex_escapes
+from reward_fns.answer_forms import option_key, option_letters, restore_latex_escapes
 
 MATH_INSTRUCTION = (
     "First reason step by step inside <think> </think> tags, "
@@ -20,6 +20,10 @@ MATH_INSTRUCTION = (
 #: The question of a record whose text is only an image placeholder: the question is drawn in the image.
 IMAGE_ONLY_QUESTION = "Answer the question shown in the image."
 IMAGE_ONLY_CHOICE_QUESTION = "Answer the question shown in the image; its choices are shown in the image too."
+#: The instruction after a choice question's text, for one correct option and for several.
+ONE_LETTER_INSTRUCTION = "Answer with the option's letter."
+SEVERAL_LETTERS_INSTRUCTION = "Several options are correct: answer with the letters of all correct options."
+TRUE_FALSE_INSTRUCTION = "Answer True or False."
 
 _IMAGE_MARK = re.compile(r"<image\d*>")
 #: A literal backslash-n (``\n`` written out by a double escape) between words, not a LaTeX command.
@@ -31,6 +35,10 @@ REPAIR_IMAGE_ONLY = "image-only question"
 REPAIR_OPTION_TEXT = "choice answer given as option text"
 REPAIR_DUPLICATE_OPTION = "answer text repeated in several options (first taken)"
 REPAIR_LITERAL_NEWLINE = "literal \\n made a newline"
+REPAIR_VALUE_UNDER_CHOICE = "choice type without options, answer a value: asked as free-form"
+REPAIR_TRUE_FALSE = "choice type without options, answer True/False: asked as true/false"
+REPAIR_SEVERAL_LETTERS = "several correct letters: multi-answer ground truth"
+REPAIR_NO_IMAGE = "text-only record (no image)"
 
 
 @dataclass
@@ -107,7 +115,7 @@ def paper_module():
 def choices_block(options: Sequence[str]) -> str:
     """``(A) ...`` lines and the instruction to answer with the letter."""
     lines = [f"({chr(ord('A') + i)}) {option}" for i, option in enumerate(options)]
-    return "Choices:\n" + "\n".join(lines) + "\nAnswer with the option's letter."
+    return "Choices:\n" + "\n".join(lines) + "\n" + ONE_LETTER_INSTRUCTION
 
 
 def option_letter(index: int) -> str:
@@ -150,3 +158,27 @@ def choice_answer(answer: str, options: Sequence[str], *, prefer_text: bool = Fa
         return option_letter(matches[0]), [REPAIR_OPTION_TEXT]
     what = "several" if matches else "none"
     raise BadRecord("bad answer", f"choice answer {answer!r} names {what} of the {len(options)} options")
+
+
+def several_letters(answer: str) -> list[str] | None:
+    """The distinct option letters of an answer naming two or more (``C`` newline ``D``, ``C, D``, ``(C) (D)``),
+    in order; ``None`` for one letter or anything else."""
+    letters = option_letters(answer)
+    if letters is None or not all("A" <= letter <= "H" for letter in letters):
+        return None
+    distinct = sorted(set(letters))
+    return distinct if len(distinct) >= 2 else None
+
+
+def several_letters_truth(letters: Sequence[str], options: Sequence[str]) -> str:
+    """The multi-answer ground truth ``C, D`` (what :func:`reward_fns.answer_forms.multi_letter_truth` reads);
+    a letter beyond the listed options is a :class:`BadRecord`."""
+    if options and any(ord(letter) - ord("A") >= len(options) for letter in letters):
+        raise BadRecord("bad answer", f"answer letters {', '.join(letters)} beyond the {len(options)} options")
+    return ", ".join(sorted(set(letters)))
+
+
+def true_false(answer: str) -> str | None:
+    """``True`` / ``False`` for an answer that is one of them (any case, a trailing full stop), else ``None``."""
+    word = answer.strip().rstrip(".").strip().casefold()
+    return {"true": "True", "false": "False"}.get(word)

@@ -29,6 +29,9 @@ Logged keys (per training step; means over the prompt groups of the step unless 
 ``mapo/adv_success_mean``      mean advantage over successful responses (absent if none)
 ``mapo/adv_failure_mean``      mean advantage over failed responses (absent if none)
 ``mapo/num_groups``            number of prompt groups in the step
+``mapo/lambda_permuted``       share of the step's responses mixed with another group's lambda: 0 with
+                               ``algorithm.mapo.lambda_assignment=group`` (the default), 1 with ``permuted``
+                               (0 where a batch holds a single group: nothing to permute)
 
 If verl changes so that the wrap cannot be applied, a warning says the metrics are off and
 training is unaffected; ``tests/configs/test_metrics.py`` fails loudly instead.
@@ -72,6 +75,8 @@ _FIELDS = (
     "adv_success_sum",
     "failure",
     "adv_failure_sum",
+    "responses",
+    "permuted",
 )
 
 
@@ -100,6 +105,8 @@ def batch_sums(result: MixedAdvantage, groups: GroupIds) -> torch.Tensor:
             torch.where(success, adv, zero).sum(),
             fail.to(torch.float64).sum(),
             torch.where(fail, adv, zero).sum(),
+            torch.full((), float(groups.ids.shape[0]), dtype=torch.float64, device=device),
+            result.permuted.to(torch.float64).sum(),
         ]
     )
 
@@ -118,6 +125,8 @@ def sums_to_metrics(sums: list[float]) -> dict[str, float]:
         f"{PREFIX}groups_singleton_frac": s["singleton"] / n,
         f"{PREFIX}num_groups": n,
     }
+    if s["responses"] > 0:
+        out[f"{PREFIX}lambda_permuted"] = s["permuted"] / s["responses"]
     if s["success"] > 0:
         out[f"{PREFIX}adv_success_mean"] = s["adv_success_sum"] / s["success"]
     if s["failure"] > 0:

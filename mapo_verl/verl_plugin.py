@@ -20,8 +20,14 @@ import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from mapo_verl import metrics
-from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, MixedAdvantage, group_ids_from_index, mixed_advantage
+from mapo_verl import checkpoint_guard, metrics
+from mapo_verl.mixed_advantage import (
+    LAMBDA_ASSIGNMENTS,
+    LAMBDA_FUNCTIONS,
+    MixedAdvantage,
+    group_ids_from_index,
+    mixed_advantage,
+)
 
 ESTIMATOR_NAME = "mapo"
 
@@ -45,9 +51,12 @@ class MapoSettings:
     lambda_fn: str = "tcr"
     epsilon: float = 1e-6
     norm_adv_by_std: bool = True
+    #: ``group``: each response mixed with its own group's lambda (the paper); ``permuted``: with another
+    #: group's (the control that reproduces the authors' code in effect; docs/estimator.md)
+    lambda_assignment: str = "group"
 
 
-MAPO_KEYS = ("success_threshold", "reward_min", "lambda_fn", "epsilon")
+MAPO_KEYS = ("success_threshold", "reward_min", "lambda_fn", "epsilon", "lambda_assignment")
 
 
 def _get(section: Any, key: str, default: Any) -> Any:
@@ -85,6 +94,13 @@ def settings_from_config(config: Any) -> MapoSettings:
             f"algorithm.mapo.lambda_fn={lambda_fn!r} is not a known lambda function; "
             f"valid names: {', '.join(sorted(LAMBDA_FUNCTIONS))}"
         )
+    lambda_assignment = str(_get(section, "lambda_assignment", defaults.lambda_assignment))
+    if lambda_assignment not in LAMBDA_ASSIGNMENTS:
+        raise ValueError(
+            f"algorithm.mapo.lambda_assignment={lambda_assignment!r} is not known; valid values: "
+            f"{', '.join(LAMBDA_ASSIGNMENTS)} (group: each group's own lambda, the paper; permuted: another "
+            "group's, the control)"
+        )
     numbers = {}
     for key in ("success_threshold", "reward_min", "epsilon"):
         raw = _get(section, key, getattr(defaults, key))
@@ -102,7 +118,7 @@ def settings_from_config(config: Any) -> MapoSettings:
             f"algorithm.mapo.reward_min={numbers['reward_min']:g} (the reward's floor)"
         )
     norm = bool(_get(config, "norm_adv_by_std_in_grpo", defaults.norm_adv_by_std))
-    return MapoSettings(lambda_fn=lambda_fn, norm_adv_by_std=norm, **numbers)
+    return MapoSettings(lambda_fn=lambda_fn, norm_adv_by_std=norm, lambda_assignment=lambda_assignment, **numbers)
 
 
 def _check_inputs(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any) -> None:
@@ -173,6 +189,7 @@ def compute_mixed_advantage(
             lambda_fn=settings.lambda_fn,
             epsilon=settings.epsilon,
             norm_by_std=settings.norm_adv_by_std,
+            lambda_assignment=settings.lambda_assignment,
         )
         metrics.record(result, groups)
     return result
@@ -205,3 +222,5 @@ register()
 # MAPO's metrics (mean lambda, p, ...) in verl's step metrics: wraps the V1 trainer's step once
 # verl imports it (mapo_verl.metrics); a changed verl only turns the metrics off, with a warning.
 metrics.install_trainer_hook()
+# resume_mode=auto only from a complete checkpoint: repairs an empty or stale tracker (mapo_verl.checkpoint_guard).
+checkpoint_guard.install()

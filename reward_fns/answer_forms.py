@@ -6,9 +6,15 @@ A boxed answer such as ``Area $= 9.4 \\mathrm{~cm}^{2}$`` is read as ``name`` ``
 are equal (as strings, or as exact numbers: ``\\frac{1}{2}`` = ``0.5``) and their units do not conflict (one may
 omit the unit; ``cm`` against ``m`` is a mismatch). A core that is empty (only a unit) never matches.
 
+Compass bearings (:func:`read_bearing`): a ground truth written as a true bearing (``090° T``, ``053 ° T``) or
+a quadrant bearing (``N 53° E``) is compared as an angle clockwise from north, so ``90°T``, ``090^{\\circ}`` and
+``N 90° E`` all match ``090° T``; a quadrant truth needs a bearing (``53°`` alone has no quadrant).
+
 Option letters (``B``, ``(B)``, ``B.``, ``Option B``, ``Answer: B``, ``(B) text``) are read by
-:func:`option_letter`. Everything here is linear in the input: regular expressions are used only on
-strings of at most :data:`MAX_FORM_CHARS` characters and have no nested quantifiers.
+:func:`option_letter`; several letters (``C, D``, ``D and C``, ``(C) (D)``) by :func:`option_letters`, for
+ground truths that name several options (:func:`multi_letter_truth`: ``C, D``, as the preparers write them).
+Everything here is linear in the input: regular expressions are used only on strings of at most
+:data:`MAX_FORM_CHARS` characters and have no nested quantifiers.
 
 LaTeX escapes damaged into control characters (``\\x0c`` + ``rac{1}{2}`` for ``\\frac{1}{2}``, a JSON escape that
 ate the backslash) are restored by :func:`restore_latex_escapes` where the letters that follow spell a LaTeX
@@ -316,6 +322,9 @@ def forms_match(pred: str, truth: str) -> bool | None:
 
 
 def _forms_match(pred: str, truth: str) -> bool | None:
+    bearing = bearings_match(pred, truth)
+    if bearing is not None:
+        return bearing
     p, t = read_answer(pred), read_answer(truth)
     if not p.key or not t.key:
         return False
@@ -329,6 +338,116 @@ def _forms_match(pred: str, truth: str) -> bool | None:
     if p_num is not None and t_num is not None:
         return numbers_equal(p_num, t_num)
     return None
+
+
+# -------------------------------------------------------------------------------------------------- bearings
+
+_BEARING_DEGREE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|º|(?i:\s*degrees?\b)")
+_TRUE_BEARING = re.compile(r"(?i)(\d{1,3}(?:\.\d+)?)\s*(°)?\s*(T|true|true\s+north)?")
+_QUADRANT_BEARING = re.compile(r"(?i)([NS])\s*(\d{1,2}(?:\.\d+)?)\s*°?\s*([EW])")
+
+
+@dataclass(frozen=True)
+class Bearing:
+    """A bearing as an angle clockwise from north in [0, 360), and how it was written."""
+
+    angle: Fraction
+    kind: str  # "true" (090° T), "quadrant" (N 53° E) or "number" (90, 90°: a prediction only)
+
+
+def read_bearing(text: str, *, truth: bool = False) -> Bearing | None:
+    """A compass bearing: ``090° T``, ``53°T``, ``N 53° E``, ``S 20° W``; for a prediction also ``90``, ``90°``.
+
+    A ground truth (``truth=True``) is a bearing only when written as one: a three-figure value with ``T`` (true
+    north) or a quadrant form; a plain number stays a number.
+    """
+    if len(text) > MAX_FORM_CHARS:
+        return None
+    text = _unwrap_all(text.replace("$", "").replace("~", " ").replace("\\,", " ").replace("\\ ", " "))
+    text = _BEARING_DEGREE.sub("°", text)
+    text = " ".join(text.split()).rstrip(".").strip()
+    match = _QUADRANT_BEARING.fullmatch(text)
+    if match is not None:
+        first, value, second = match.group(1).upper(), Fraction(Decimal(match.group(2))), match.group(3).upper()
+        if value > 90:
+            return None
+        angle = {("N", "E"): value, ("S", "E"): 180 - value, ("S", "W"): 180 + value, ("N", "W"): 360 - value}
+        return Bearing(angle[first, second] % 360, "quadrant")
+    match = _TRUE_BEARING.fullmatch(text)
+    if match is None or (truth and not match.group(3)):
+        return None
+    value = Fraction(Decimal(match.group(1)))
+    if value >= 360:
+        return None
+    return Bearing(value, "true" if match.group(3) else "number")
+
+
+def bearings_match(pred: str, truth: str) -> bool | None:
+    """``None`` when ``truth`` is not a bearing; else whether ``pred`` names the same bearing (a quadrant truth
+    needs a bearing, not a bare angle)."""
+    expected = read_bearing(truth, truth=True)
+    if expected is None:
+        return None
+    got = read_bearing(pred)
+    if got is None or (expected.kind == "quadrant" and got.kind == "number"):
+        return False
+    return got.angle == expected.angle
+
+
+# ------------------------------------------------------------------------------------------ several letters
+
+_MULTI_TRUTH = re.compile(r"[A-Z](?:, [A-Z])+")
+_MULTI_LINES = re.compile(r"[A-Z](?:\n[A-Z])+")
+_LETTER_ITEM = re.compile(r"\(\s*([A-Z])\s*\)|([A-Z])[.:)]?")
+_LETTER_GAP = re.compile(r"(?i)\s*(?:,|;|/|&|\band\b|\s)\s*|")
+_LETTERS_PREFIX = re.compile(
+    r"(?i)(?:the\s+)?(?:final\s+|correct\s+)?(?:answers?|options?|choices?)(?:\s+(?:are|is))?\s*[:：]?\s*"
+)
+
+
+def multi_letter_truth(truth: str) -> frozenset[str] | None:
+    """The letters of a ground truth naming several options: ``C, D`` as the preparers write it (distinct capitals
+    in alphabetical order), or MathVerse's raw ``C`` newline ``D`` (what ``--prompt-style paper`` keeps)."""
+    text = truth.strip()
+    if _MULTI_LINES.fullmatch(text):
+        letters = text.split("\n")
+        return frozenset(letters) if len(set(letters)) == len(letters) else None
+    if not _MULTI_TRUTH.fullmatch(text):
+        return None
+    letters = text.split(", ")
+    return frozenset(letters) if letters == sorted(set(letters)) else None
+
+
+def option_letters(answer: str) -> list[str] | None:
+    """Every option letter an answer lists, in order: ``C, D``, ``D and C``, ``C;D``, ``(C) (D)``, ``(C)(D)``,
+    ``Options C and D``; ``None`` unless the answer is letters and separators only (``CD`` may be a segment)."""
+    text = " ".join(answer.split())
+    if len(text) > MAX_FORM_CHARS:
+        return None
+    text = _unwrap_all(text.replace("$", "")).replace("**", "").strip().rstrip(".").strip()
+    prefix = _LETTERS_PREFIX.match(text)
+    if prefix is not None and prefix.end() < len(text):
+        text = text[prefix.end() :]
+    letters: list[str] = []
+    pos = 0
+    while pos < len(text):
+        if letters:
+            gap = _LETTER_GAP.match(text, pos)
+            if gap.end() == pos and text[pos - 1] != ")" and text[pos] != "(":
+                return None  # two letters with nothing between them: CD is a segment, not C and D
+            pos = gap.end()
+        item = _LETTER_ITEM.match(text, pos)
+        if item is None:
+            return None
+        letters.append(item.group(1) or item.group(2))
+        pos = item.end()
+    return letters or None
+
+
+def letters_match(pred: str, truth_letters: frozenset[str]) -> bool:
+    """Whether ``pred`` names exactly the options of ``truth_letters`` (any order and separator)."""
+    letters = option_letters(pred)
+    return letters is not None and frozenset(letters) == truth_letters
 
 
 def symbolic_operands(pred: str, truth: str) -> tuple[str, str]:

@@ -7,12 +7,15 @@ Rules:
   ``B``, ``(B)``, ``B.``, ``B)``, ``\\text{B}``, ``Option B``, ``Answer: B``, ``(B) 12`` all read as ``B``; a box
   holding the correct option's text (up to spacing, ``$``, degree signs and units) also counts, one naming
   another option's text does not.
+* Several correct options (ground truth ``C, D``: distinct capitals in order, as the preparers write a question
+  with several correct letters): the box must name exactly those letters, in any order and with any separator
+  (``D and C``, ``(C) (D)``, ``C;D``); a missing or an extra letter is wrong.
 * Otherwise the answer forms models write are read first (:mod:`reward_fns.answer_forms`: degrees, units, a
-  leading quantity name, percent, thousands separators, exact numbers and fractions against decimals); when
-  that reading cannot decide, mathruler's ``grade_answer`` and then math-verify compare the values
-  (``\\sqrt{12}`` == ``2\\sqrt{3}``). Symbolic checks only run on short answers with no power towers, huge
-  exponents or factorials, so sympy cannot hang; math-verify's own signal timeouts are used when called from
-  the main thread.
+  leading quantity name, percent, thousands separators, exact numbers and fractions against decimals, compass
+  bearings such as ``090° T`` or ``N 53° E``); when that reading cannot decide, mathruler's ``grade_answer`` and
+  then math-verify compare the values (``\\sqrt{12}`` == ``2\\sqrt{3}``). Symbolic checks only run on short
+  answers with no power towers, huge exponents or factorials, so sympy cannot hang; math-verify's own signal
+  timeouts are used when called from the main thread.
 * ``format`` is the think-then-boxed structure (:func:`reward_fns.common.has_think_then_boxed`).
 * ``score = (1 - w) * acc + w * format`` with ``format_weight`` ``w`` (default 0.1): exactly ``1.0`` means correct
   and well formatted, MAPO's default success threshold.
@@ -26,7 +29,15 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from reward_fns.answer_forms import forms_match, option_key, option_letter, restore_latex_escapes, symbolic_operands
+from reward_fns.answer_forms import (
+    forms_match,
+    letters_match,
+    multi_letter_truth,
+    option_key,
+    option_letter,
+    restore_latex_escapes,
+    symbolic_operands,
+)
 from reward_fns.common import (
     DEFAULT_FORMAT_WEIGHT,
     as_text,
@@ -190,6 +201,9 @@ def score_answer(solution_str: Any, ground_truth: Any, extra_info: Any = None) -
     truth = unwrap_text(restore_latex_escapes(as_text(ground_truth))[0])
     if pred is None or not truth:
         return 0.0, fmt
+    several = multi_letter_truth(truth)
+    if several is not None:
+        return (1.0 if letters_match(pred, several) else 0.0), fmt
     letter = _GT_LETTER.fullmatch(truth)
     options = _options(extra_info)
     if letter is not None and (options or len(truth) <= 3):

@@ -53,6 +53,7 @@ def test_composes_and_validates_for_declared_gpus(composer, name):
     _validate(cfg)
     assert set(cfg.algorithm.mapo.keys()) == set(MAPO_KEYS)
     expected = {"success_threshold": 1.0, "reward_min": 0.0, "lambda_fn": "tcr", "epsilon": 1e-6}
+    expected["lambda_assignment"] = "group"
     assert dict(cfg.algorithm.mapo) == expected
     reward = cfg.reward.custom_reward_function
     # Training scores with our reward; evaluation with both scorers (ours as acc, the authors' as paper_acc).

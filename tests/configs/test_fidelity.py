@@ -2,7 +2,8 @@
 
 Every `` `key=value` `` (or `` `config:key=value` ``) in the table's "Ours" column is checked against the config:
 from the YAML files themselves in the fast tier, and against Hydra's composed config (verl's defaults included) in
-the full tier. Change a value in either place without the other and these tests fail.
+the full tier. Change a value in either place without the other and these tests fail. Every "Authors' code" cell
+must cite the authors' file and line as `` `abbr:line` `` with an abbreviation the Sources section defines.
 """
 
 from __future__ import annotations
@@ -113,6 +114,58 @@ def _lookup(tree: dict, key: str) -> tuple[bool, Any]:
 
 
 PINS = doc_pins()
+
+#: ``- `abbr` = `path` `` entries of the Sources list (several on one line allowed)
+_ABBREVIATION = re.compile(r"`([a-z.]+)` = `([\w./-]+)`")
+#: ``abbr:LINE`` or ``abbr:FIRST-LAST`` inside a code span
+_CITATION = re.compile(r"`([a-z.]+):(\d+)(?:-(\d+))?`")
+
+
+def sources() -> dict[str, str]:
+    """The abbreviations the Sources section defines for the authors' files."""
+    text = DOC.read_text()
+    section = text[text.index("## Sources") : text.index("\n## ", text.index("## Sources") + 1)]
+    return dict(_ABBREVIATION.findall(section))
+
+
+def authors_cells() -> list[tuple[str, str]]:
+    """(setting, cell) for every row of a table with an "Authors' code" column."""
+    cells_out: list[tuple[str, str]] = []
+    column = None
+    for line in DOC.read_text().splitlines():
+        if not line.startswith("|"):
+            column = None if not line.strip() else column
+            continue
+        cells = [c.strip() for c in _CELL_SPLIT.split(line.strip())[1:-1]]
+        if "Authors' code" in cells:
+            column = cells.index("Authors' code")
+            continue
+        if column is None or column >= len(cells) or set(cells[0]) <= {"-", ":"}:
+            continue
+        cells_out.append((cells[0], cells[column]))
+    return cells_out
+
+
+def test_every_row_names_its_source_in_the_authors_code():
+    """Each "Authors' code" cell cites ``abbr:line`` with an abbreviation the Sources list defines (M8's row, about
+    this page itself, excepted)."""
+    known = sources()
+    assert {"cfg", "rt", "ca", "ev", "evd", "evp", "evs"} <= set(known), known
+    rows = authors_cells()
+    assert len(rows) >= 60
+    for setting, cell in rows:
+        if setting == "M8":
+            continue
+        citations = _CITATION.findall(cell)
+        assert citations, f"{setting}: the Authors' code cell cites no file:line: {cell[:80]}"
+        for abbr, first, last in citations:
+            assert abbr in known, f"{setting}: `{abbr}:{first}` uses an abbreviation the Sources list does not define"
+            assert int(first) >= 1 and (not last or int(last) >= int(first)), f"{setting}: bad range {first}-{last}"
+
+
+def test_the_findings_m1_to_m8_are_listed():
+    settings = {setting for setting, _ in authors_cells()}
+    assert {f"M{i}" for i in range(1, 9)} <= settings
 
 
 def test_the_doc_pins_every_required_setting():

@@ -38,14 +38,11 @@ def _batch(group_scores: list[list[float]] = GROUP_SCORES) -> DataProto:
     return data
 
 
-def _algorithm(lambda_fn: str = "tcr"):
-    return OmegaConf.create(
-        {
-            "adv_estimator": "mapo",
-            "norm_adv_by_std_in_grpo": True,
-            "mapo": {"success_threshold": 1.0, "reward_min": 0.0, "lambda_fn": lambda_fn, "epsilon": 1e-6},
-        }
-    )
+def _algorithm(lambda_fn: str = "tcr", lambda_assignment: str | None = None):
+    mapo = {"success_threshold": 1.0, "reward_min": 0.0, "lambda_fn": lambda_fn, "epsilon": 1e-6}
+    if lambda_assignment is not None:
+        mapo["lambda_assignment"] = lambda_assignment
+    return OmegaConf.create({"adv_estimator": "mapo", "norm_adv_by_std_in_grpo": True, "mapo": mapo})
 
 
 def test_metrics_from_verl_compute_advantage_on_a_dataproto():
@@ -64,6 +61,19 @@ def test_metrics_from_verl_compute_advantage_on_a_dataproto():
     assert got["mapo/adv_success_mean"] == pytest.approx(adv[success].mean().item(), abs=1e-6)
     assert got["mapo/adv_failure_mean"] == pytest.approx(adv[~success].mean().item(), abs=1e-6)
     assert got["mapo/adv_success_mean"] > 0 > got["mapo/adv_failure_mean"]
+    assert got["mapo/lambda_permuted"] == 0.0  # the default: each group's own lambda
+
+
+def test_the_permuted_control_is_logged_and_keeps_the_groups_own_lambda_mean():
+    with metrics.collect() as block:
+        config = _algorithm(lambda_assignment="permuted")
+        data = ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", config=config)
+    got = block.metrics()
+    assert got["mapo/lambda_permuted"] == 1.0
+    assert got["mapo/lambda_mean"] == pytest.approx((1 + 1 + 0 + 1) / 4)  # the groups' own lambdas, as logged above
+    with metrics.collect():
+        default = ray_trainer.compute_advantage(_batch(), adv_estimator="mapo", config=_algorithm())
+    assert not torch.equal(data.batch["advantages"], default.batch["advantages"])
 
 
 def test_no_success_means_no_success_key():

@@ -1,7 +1,8 @@
 """The answer forms models write, one table per class: each correct form scores 1.0, each wrong one 0.
 
-Classes (issue 10): degrees, units, a leading quantity name, percent, thousands separators, fractions against
-decimals, option letters in their common forms and the correct option's text; wrong answers that look right
+Classes (issues 10 and 17): degrees, units, a leading quantity name, percent, thousands separators, fractions
+against decimals, compass bearings, true or false, option letters in their common forms and the correct option's
+text, several correct letters; wrong answers that look right
 (another number with the right unit, a dropped digit, only a unit) must score 0. Ground truths are written as the
 real datasets write them (MathVerse's ``Area $=9.4 \\mathrm{~cm}^{2}$``, MathVision's ``\\frac{360}7``).
 """
@@ -11,7 +12,13 @@ from __future__ import annotations
 import pytest
 
 from reward_fns import math_answer
-from reward_fns.answer_forms import option_letter, read_answer, restore_latex_escapes
+from reward_fns.answer_forms import (
+    multi_letter_truth,
+    option_letter,
+    read_answer,
+    read_bearing,
+    restore_latex_escapes,
+)
 
 
 def respond(answer: str) -> str:
@@ -89,6 +96,38 @@ FREE_FORM = {
         ("1.25", "1.2", False),  # a dropped digit
         ("\\frac{4}{5}", "0.08", False),
     ],
+    # MathVerse writes bearings as true bearings (090° T, 053 ° T); a quadrant truth (N 53° E) needs a bearing
+    "compass bearings": [
+        ("090° T", "090° T", True),
+        ("090° T", "90°T", True),
+        ("090° T", "90^{\\circ} \\text{T}", True),
+        ("090° T", "090^\\circ", True),
+        ("090° T", "90 degrees", True),
+        ("090° T", "N 90° E", True),  # the same bearing in quadrant form
+        ("053 ° T", "53° T", True),
+        ("053 ° T", "053°", True),
+        ("N 53° E", "N 53° E", True),
+        ("N 53° E", "N53°E", True),
+        ("N 53° E", "N 53^{\\circ} E", True),
+        ("N 53° E", "053° T", True),
+        ("S 20° W", "200° T", True),
+        ("090° T", "270° T", False),
+        ("090° T", "91° T", False),
+        ("090° T", "N 90° W", False),
+        ("053 ° T", "35° T", False),
+        ("N 53° E", "N 53° W", False),
+        ("N 53° E", "S 53° E", False),
+        ("N 53° E", "N 37° E", False),
+        ("N 53° E", "53°", False),  # no quadrant: not the bearing
+    ],
+    "true or false": [
+        ("False", "False", True),
+        ("False", "\\text{False}", True),
+        ("False", "false", True),
+        ("True", "True.", True),
+        ("False", "True", False),
+        ("True", "False", False),
+    ],
 }
 
 CHOICE_OPTIONS = ["60°", "30°", "45°", "90°"]
@@ -118,6 +157,32 @@ CHOICE = [
 ]
 
 
+#: A question with several correct options (MathVerse's ``C`` newline ``D``), ground truth ``C, D`` as prepared:
+#: (model-written answer, correct?) with the options above
+SEVERAL = [
+    ("C, D", True),
+    ("D, C", True),
+    ("C and D", True),
+    ("D and C", True),
+    ("(C) (D)", True),
+    ("(C)(D)", True),
+    ("C;D", True),
+    ("C D", True),
+    ("C. D.", True),
+    ("\\text{C, D}", True),
+    ("Options C and D", True),
+    ("The answers are C and D", True),
+    ("C", False),  # a letter missing
+    ("D", False),
+    ("C, D, E", False),  # a letter extra
+    ("A, C, D", False),
+    ("B, D", False),
+    ("CD", False),  # a segment, not two options
+    ("c, d", False),
+    ("60°, 90°", False),
+]
+
+
 @pytest.mark.parametrize(
     ("truth", "answer", "correct"),
     [pytest.param(t, a, c, id=f"{kind}: {a!r} vs {t!r}") for kind, rows in FREE_FORM.items() for t, a, c in rows],
@@ -133,6 +198,46 @@ def test_free_form_answer_forms(truth, answer, correct):
 def test_choice_answer_forms(truth, answer, correct):
     result = math_answer.compute_score("AI4Math/MathVista", respond(answer), truth, {"options": CHOICE_OPTIONS})
     assert result["score"] == (1.0 if correct else 0.1), result
+
+
+@pytest.mark.parametrize(("answer", "correct"), [pytest.param(a, c, id=f"{a!r} vs 'C, D'") for a, c in SEVERAL])
+@pytest.mark.parametrize("options", [CHOICE_OPTIONS, None], ids=["options listed", "choices in the image"])
+def test_several_correct_options(answer, correct, options):
+    extra = {"options": options} if options else None
+    result = math_answer.compute_score("AI4Math/MathVerse", respond(answer), "C, D", extra)
+    assert result["score"] == (1.0 if correct else 0.1), result
+
+
+@pytest.mark.parametrize(
+    ("truth", "letters"),
+    [
+        *[("C, D", {"C", "D"}), ("A, C, E", {"A", "C", "E"}), ("C\nD", {"C", "D"}), ("D\nC", {"C", "D"})],
+        *[("D, C", None), ("C", None), ("C,D", None), ("R, D, N", None), ("C\nC", None), ("C D", None)],
+    ],
+)
+def test_multi_letter_truth_is_the_preparers_form_or_mathverses(truth, letters):
+    assert multi_letter_truth(truth) == (None if letters is None else frozenset(letters))
+
+
+@pytest.mark.parametrize(
+    ("text", "truth", "angle", "kind"),
+    [
+        ("090° T", True, 90, "true"),
+        ("053 ° T", True, 53, "true"),
+        ("$090^{\\circ}$ T", True, 90, "true"),
+        ("N 53° E", True, 53, "quadrant"),
+        ("S 20° W", True, 200, "quadrant"),
+        ("N 10° W", True, 350, "quadrant"),
+        ("90", True, None, None),  # a plain number is not a bearing ground truth
+        ("90", False, 90, "number"),
+        ("360° T", True, None, None),
+        ("N 95° E", True, None, None),
+    ],
+)
+def test_read_bearing(text, truth, angle, kind):
+    bearing = read_bearing(text, truth=truth)
+    got = None if bearing is None else (bearing.angle, bearing.kind)
+    assert got == (None if angle is None else (angle, kind))
 
 
 def test_letter_options_are_letters():

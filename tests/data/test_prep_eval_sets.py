@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from data_prep import emotion6, mathverse, mathvision, mathvista, webemo
+from data_prep import emotion6, mathvision, mathvista, webemo
 from reward_fns import router
 
 
@@ -215,18 +215,3 @@ def test_folder_set_found_in_the_source_dir(folder_tree, tmp_path, monkeypatch):
     monkeypatch.setenv("MAPO_DATA_DIR", str(tmp_path / "data"))
     assert emotion6.main(["--no-progress", "--skip-bad"]) == 0
     assert len(rows_of(tmp_path / "data" / "emotion6" / "test.parquet")) == 8
-
-
-def test_mathverse_rejects_non_letter_choice(tmp_path, helpers, capsys):
-    import datasets
-
-    features = datasets.Features(
-        {"question": datasets.Value("string"), "image": datasets.Image(), "answer": datasets.Value("string"),
-         "question_type": datasets.Value("string"), "sample_index": datasets.Value("string")}
-    )  # fmt: skip
-    image = {"bytes": helpers.image_bytes(30, 30), "path": None}
-    rows = [dict(question="Q?", image=image, answer="45", question_type="multi-choice", sample_index="11")]
-    helpers.write_hub_parquet(tmp_path / "src", "testmini", rows, features)
-    argv = ["--local-save-dir", str(tmp_path / "out"), "--local-dataset-path", str(tmp_path / "src"), "--no-progress"]
-    assert mathverse.main(argv) == 1
-    assert "sample_index=11" in capsys.readouterr().err

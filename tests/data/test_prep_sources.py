@@ -10,74 +10,143 @@ import pyarrow.parquet as pq
 
 from data_prep import emoset, geo3k, mathverse
 from data_prep.writer import Summary, write_split
+from mapo_verl.runs.public_layouts import write_mathverse_configs
 
 
 def rows_of(path) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
-def write_mathverse_copy(root, helpers) -> None:
-    """``AI4Math/MathVerse``'s layout: two configs declared in README.md, each with its own parquet file."""
-    import datasets
+CHOICES = "As shown in the figure, find angle ABC.\nChoices:\nA:30°\nB:45°\nC:60°\nD:90°"
+BEARING = "A ship sails from port P to port Q. Q is due east of P. Find the true bearing of Q from P."
+LIGHTHOUSE = "The lighthouse L is 5 km from the harbour H. Find the true bearing of L from H, to the nearest degree."
+PARALLEL = "Which of the following lines are parallel to AB?\nChoices:\nA:CD\nB:EF\nC:GH\nD:IJ"
+STATEMENT = "Triangle ABC is right-angled at B. True or false: AC is the longest side."
+#: (sample_index, problem_version, question, answer, question_type, correct answers a model writes, wrong ones).
+#: The classes of the real testmini records: one letter, option text, a free-form value with a name and unit, a
+#: bearing under a choice label with no options (``090° T``, ``053 ° T``), two correct letters on separate lines,
+#: ``False`` under a choice label; vision-bearing versions here, the Text Only version below.
+MATHVERSE_RECORDS = [
+    ("1", "Text Lite", CHOICES, "B", "multi-choice", ["B", "(B) 45°", "45^{\\circ}"], ["C", "60°"]),
+    ("2", "Text Lite", CHOICES, "$45^{\\circ}$", "multi-choice", ["B"], ["A"]),
+    ("3", "Vision Only", "", "Area $=9.4 \\mathrm{~cm}^{2}$", "free-form", ["9.4", "9.4\\text{ cm}^2"], ["94"]),
+    ("4", "Text Dominant", BEARING, "090° T", "multi-choice", ["090° T", "90°T", "90^{\\circ}", "N 90° E"],
+     ["270° T", "180° T", "N 90° W"]),
+    ("5", "Vision Only", "", "053 ° T", "multi-choice", ["053° T", "53°T", "53^\\circ \\text{T}"], ["127° T", "35° T"]),
+    ("6", "Text Lite", PARALLEL, "C\nD", "multi-choice", ["C, D", "D and C", "(C) (D)", "C;D"],
+     ["C", "D", "C, D, A", "CD"]),
+    ("7", "Vision Only", "", "C\nD", "multi-choice", ["C, D", "D, C"], ["B, D"]),
+    ("8", "Vision Dominant", STATEMENT, "False", "multi-choice", ["False", "\\text{False}", "false"], ["True"]),
+]  # fmt: skip
+MATHVERSE_TEXT_ONLY = [
+    ("9", "Text Only", BEARING, "090° T", "multi-choice", ["90° T", "090°"], ["90° W", "270°"]),
+    ("10", "Text Only", LIGHTHOUSE, "053 ° T", "multi-choice", ["53° T", "N 53° E"], ["S 53° E"]),
+    ("11", "Text Only", PARALLEL, "C\nD", "multi-choice", ["C and D"], ["C"]),
+    ("12", "Text Only", STATEMENT, "False", "multi-choice", ["False"], ["True"]),
+    ("13", "Text Only", CHOICES, "B", "multi-choice", ["B"], ["D"]),
+]  # fmt: skip
+MATHVERSE_TRUTHS = ["B", "B", "Area $=9.4 \\mathrm{~cm}^{2}$", "090° T", "053 ° T", "C, D", "C, D", "False"]
 
-    features = datasets.Features(
-        {
-            "sample_index": datasets.Value("string"),
-            "problem_version": datasets.Value("string"),
-            "question": datasets.Value("string"),
-            "image": datasets.Image(),
-            "answer": datasets.Value("string"),
-            "question_type": datasets.Value("string"),
-        }
-    )
+
+def write_mathverse_copy(root, helpers) -> None:
+    """``AI4Math/MathVerse``'s public layout (:func:`write_mathverse_configs`) with the records above; the Text Only
+    version has no diagram."""
+
+    def rows(records, image):
+        return [
+            dict(sample_index=i, problem_index=i, problem_version=v, question=q, answer=a, question_type=t,
+                 image=image, query_cot=f"{q}\nPlease first conduct reasoning.")
+            for i, v, q, a, t, _, _ in records
+        ]  # fmt: skip
+
     image = {"bytes": helpers.image_bytes(40, 30), "path": None}
-    q = "As shown in the figure, find angle ABC.\nChoices:\nA:30°\nB:45°\nC:60°\nD:90°"
-    testmini = [
-        dict(sample_index="1", problem_version="Text Lite", question=q, image=image, answer="B",
-             question_type="multi-choice"),
-        # the answer is the option's text, not its letter
-        dict(sample_index="2", problem_version="Text Lite", question=q, image=image, answer="$45^{\\circ}$",
-             question_type="multi-choice"),
-        dict(sample_index="3", problem_version="Vision Only", question="", image=image,
-             answer="Area $=9.4 \\mathrm{~cm}^{2}$", question_type="free-form"),
-    ]  # fmt: skip
-    text_only = [dict(testmini[0], sample_index="9", image=None)]
-    root.mkdir(parents=True)
-    datasets.Dataset.from_list(testmini, features=features).to_parquet(str(root / "testmini.parquet"))
-    datasets.Dataset.from_list(text_only, features=features).to_parquet(str(root / "testmini_text_only.parquet"))
-    (root / "README.md").write_text(
-        "---\nconfigs:\n"
-        "- config_name: testmini\n  data_files:\n  - split: testmini\n    path: testmini.parquet\n"
-        "- config_name: testmini_text_only\n  data_files:\n  - split: testmini_text_only\n"
-        "    path: testmini_text_only.parquet\n---\n"
-    )
+    write_mathverse_configs(root, rows(MATHVERSE_RECORDS, image), rows(MATHVERSE_TEXT_ONLY, ""))
+
+
+def _assert_graded(rows: list[dict], records: list[tuple]) -> None:
+    """Every correct answer a model writes scores 1.0 and every wrong one less, through the router."""
+    from reward_fns import router
+
+    for row, (sample, *_, right, wrong) in zip(rows, records, strict=True):
+        assert row["extra_info"]["source_id"] == sample
+        truth = row["reward_model"]["ground_truth"]
+        for answer, expected in [(a, 1.0) for a in right] + [(a, 0.1) for a in wrong]:
+            response = f"<think>r</think>\\boxed{{{answer}}}"
+            got = router.compute_score("AI4Math/MathVerse", response, truth, row["extra_info"])["score"]
+            assert got == expected, (sample, truth, answer)
 
 
 def test_mathverse_copy_with_configs_default_command(tmp_path, helpers, monkeypatch, capsys):
+    """Every record prepares by default (nothing skipped), each with a ground truth the reward grades right."""
     src = tmp_path / "MathVerse"
     write_mathverse_copy(src, helpers)
     monkeypatch.setenv("MAPO_DATA_DIR", str(tmp_path / "data"))
     assert mathverse.main(["--local-dataset-path", str(src), "--no-progress"]) == 0
     rows = rows_of(tmp_path / "data" / "mathverse" / "test.parquet")
-    assert [r["reward_model"]["ground_truth"] for r in rows] == ["B", "B", "Area $=9.4 \\mathrm{~cm}^{2}$"]
-    assert "choice answer given as option text: 1" in capsys.readouterr().out
-    from reward_fns import router
+    assert [r["reward_model"]["ground_truth"] for r in rows] == MATHVERSE_TRUTHS
+    out = capsys.readouterr().out
+    assert "test.parquet: 8 rows; skipped 0 (none)" in out
+    for repair in (
+        "choice answer given as option text: 1",
+        "choice type without options, answer a value: asked as free-form: 2",
+        "several correct letters: multi-answer ground truth: 2",
+        "choice type without options, answer True/False: asked as true/false: 1",
+    ):
+        assert repair in out
+    _assert_graded(rows, MATHVERSE_RECORDS)
+    types = [r["extra_info"]["question_type"] for r in rows]
+    assert types == ["multi_choice"] * 2 + ["free_form"] * 3 + ["multi_choice"] * 2 + ["free_form"]
+    prompts = [r["prompt"][0]["content"] for r in rows]
+    assert "letters of all correct options" in prompts[5] and "option's letter" not in prompts[5]
+    assert "option's letter" not in prompts[3] and "choices are shown in the image" not in prompts[4]
+    assert "shown in the image; its choices" in prompts[6] and "Answer True or False." in prompts[7]
+    assert all(p.count("<image>") == 1 and len(r["images"]) == 1 for p, r in zip(prompts, rows, strict=True))
 
-    for answer in ("9.4", "9.4 \\mathrm{~cm}^{2}", "9.4\\text{ cm}^2"):
-        response = f"<think>r</think>\\boxed{{{answer}}}"
-        assert (
-            router.compute_score("AI4Math/MathVerse", response, rows[2]["reward_model"]["ground_truth"])["score"] == 1
-        )
 
-
-def test_mathverse_copy_other_config(tmp_path, helpers, monkeypatch):
+def test_mathverse_text_only_config_prepares_without_images(tmp_path, helpers, capsys):
     src = tmp_path / "MathVerse"
     write_mathverse_copy(src, helpers)
     out = tmp_path / "out"
-    argv = ["--local-dataset-path", str(src), "--local-save-dir", str(out), "--no-progress", "--skip-bad"]
-    argv += ["--config", "testmini_text_only", "--split", "testmini_text_only"]
-    assert mathverse.main(argv) == 0
-    assert len(rows_of(out / "test.parquet")) == 0  # its one record has no image: skipped with --skip-bad
+    argv = ["--local-dataset-path", str(src), "--local-save-dir", str(out), "--no-progress"]
+    assert mathverse.main([*argv, "--config", "testmini_text_only", "--split", "testmini_text_only"]) == 0
+    rows = rows_of(out / "test.parquet")
+    assert [r["reward_model"]["ground_truth"] for r in rows] == ["090° T", "053 ° T", "C, D", "False", "B"]
+    assert all(r["images"] == [] and "<image>" not in r["prompt"][0]["content"] for r in rows)
+    assert all(r["extra_info"]["problem_version"] == "Text Only" for r in rows)
+    assert "text-only record (no image): 5" in capsys.readouterr().out
+    _assert_graded(rows, MATHVERSE_TEXT_ONLY)
+
+
+def test_mathverse_broken_input_is_an_error_naming_the_record(tmp_path, helpers, capsys):
+    """What stops a split (or is skipped with --skip-bad): a vision version without its diagram, an answer that
+    names none of the listed options, a letter beyond them; legitimate records around them still prepare."""
+    import datasets
+
+    text = datasets.Value("string")
+    features = datasets.Features(
+        {**{c: text for c in ("sample_index", "problem_version", "question", "answer", "question_type")},
+         "image": datasets.Image()}
+    )  # fmt: skip
+    image = {"bytes": helpers.image_bytes(30, 30), "path": None}
+    rows = [
+        dict(sample_index="20", problem_version="Text Lite", question=CHOICES, answer="B", question_type="multi-choice",
+             image=image),
+        dict(sample_index="21", problem_version="Vision Only", question="", answer="B", question_type="multi-choice",
+             image=None),
+        dict(sample_index="22", problem_version="Text Lite", question=CHOICES, answer="75°",
+             question_type="multi-choice", image=image),
+        dict(sample_index="23", problem_version="Text Lite", question=CHOICES, answer="D\nF",
+             question_type="multi-choice", image=image),
+        dict(sample_index="24", problem_version="Text Only", question="Find x.", answer="5", question_type="free-form",
+             image=None),
+    ]  # fmt: skip
+    helpers.write_hub_parquet(tmp_path / "src", "testmini", rows, features)
+    argv = ["--local-save-dir", str(tmp_path / "out"), "--local-dataset-path", str(tmp_path / "src"), "--no-progress"]
+    assert mathverse.main(argv) == 1
+    assert "sample_index=21" in capsys.readouterr().err and not (tmp_path / "out" / "test.parquet").exists()
+    assert mathverse.main([*argv, "--skip-bad"]) == 0
+    assert [r["extra_info"]["source_id"] for r in rows_of(tmp_path / "out" / "test.parquet")] == ["20", "24"]
+    assert "skipped 3 (bad answer: 2, missing image: 1)" in capsys.readouterr().out
 
 
 def test_geo3k_copy_updated_in_place_is_read_as_it_is_now(geo3k_src, tmp_path, helpers):

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -28,16 +29,24 @@ def reference_mapo(
     lambda_fn: str = "tcr",
     epsilon: float = 1e-6,
     norm_by_std: bool = True,
+    lambda_assignment: str = "group",
 ) -> list[float]:
     """MAPO written out from the issue's definition, one response at a time, in Python floats.
 
     APD_i = (s_i - mu) / (mu - reward_min + eps): the deviation as a share of the mean's height above the floor.
+    ``lambda_assignment="permuted"``: each response is mixed with the lambda of the group chosen as
+    docs/estimator.md describes it (:func:`reference_weight_source`).
     """
     members: dict[object, list[int]] = defaultdict(list)
     for i, uid in enumerate(index):
         members[uid].append(i)
-    out = [0.0] * len(scores)
     slack = 1e-6 * max(1.0, abs(success_threshold))
+    lam = {}
+    for uid, rows in members.items():
+        p = sum(float(scores[i]) >= success_threshold - slack for i in rows) / len(rows)
+        lam[uid] = LAMBDA_REFERENCE[lambda_fn](p)
+    source = reference_weight_source(index) if lambda_assignment == "permuted" else list(index)
+    out = [0.0] * len(scores)
     for rows in members.values():
         g = len(rows)
         if g == 1:
@@ -45,12 +54,34 @@ def reference_mapo(
         vals = [float(scores[i]) for i in rows]
         mu = sum(vals) / g
         sigma = math.sqrt(sum((v - mu) ** 2 for v in vals) / (g - 1))
-        p = sum(v >= success_threshold - slack for v in vals) / g
-        lam = LAMBDA_REFERENCE[lambda_fn](p)
         for i, v in zip(rows, vals, strict=True):
+            weight = lam[source[i]]
             dev = (v - mu) / (sigma + epsilon) if norm_by_std else v - mu
             apd = (v - mu) / (mu - reward_min + epsilon)
-            out[i] = (1 - lam) * dev + lam * apd
+            out[i] = (1 - weight) * dev + weight * apd
+    return out
+
+
+def reference_weight_source(index: Sequence[object]) -> list[object]:
+    """``lambda_assignment=permuted`` as docs/estimator.md states it: for each response, the label of the group
+    whose lambda it receives.
+
+    The groups sit on a cycle in the order of ``pandas.util.hash_array`` of their label as text (ties: first
+    appearance); the response at offset o within its group (row order) takes the group 1 + (o mod (K - 1))
+    places further on; a batch of one group keeps its own.
+    """
+    labels = list(dict.fromkeys(index))
+    if len(labels) < 2:
+        return list(index)
+    hashes = [int(pd.util.hash_array(np.array([str(label)], dtype=object))[0]) for label in labels]
+    cycle = [labels[k] for k in sorted(range(len(labels)), key=lambda k: (hashes[k], k))]
+    place = {label: k for k, label in enumerate(cycle)}
+    seen: dict[object, int] = defaultdict(int)
+    out = []
+    for label in index:
+        offset = seen[label]
+        seen[label] += 1
+        out.append(cycle[(place[label] + 1 + offset % (len(labels) - 1)) % len(labels)])
     return out
 
 
@@ -93,3 +124,13 @@ def reference() -> Callable[..., list[float]]:
 @pytest.fixture
 def make_batch() -> Callable[..., tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
     return random_batch
+
+
+@pytest.fixture
+def reference_source() -> Callable[[Sequence[object]], list[object]]:
+    return reference_weight_source
+
+
+@pytest.fixture
+def lambda_reference() -> dict[str, Callable[[float], float]]:
+    return LAMBDA_REFERENCE
