@@ -26,6 +26,7 @@ from typing import Any
 
 from mapo_verl.compose import ComposeError, compose
 from mapo_verl.data_sources import preparer_of
+from mapo_verl.registration import mapo_registered
 
 #: The reward function the shipped configs use and whose score range we know.
 ROUTER_PATH = "pkg://reward_fns.router"
@@ -123,12 +124,11 @@ def check_plugin(cfg: Any, report: Report) -> None:
     """The estimator named by ``algorithm.adv_estimator`` resolves where verl looks it up."""
     estimator = str(_select(cfg, "algorithm.adv_estimator"))
     try:
-        import verl  # noqa: F401  (loads the verl.plugins entry points, as in every Ray actor)
+        registered = mapo_registered()  # `import verl` loads the verl.plugins entry points, as in every Ray actor
         from verl.trainer.ppo import core_algos
     except Exception:
         report.fail(f"cannot import verl:\n{traceback.format_exc()}")
         return
-    registered = "mapo" in core_algos.ADV_ESTIMATOR_REGISTRY
     if not registered:
         try:
             importlib.import_module("mapo_verl.verl_plugin")
@@ -267,11 +267,11 @@ def all_wrong_group(group_size: int, format_weight: float) -> tuple[float, float
     """
     import torch
 
-    from mapo_verl.mixed_advantage import group_ids_from_index, mixed_advantage
+    from mapo_verl.mixed_advantage import compute_mixed_advantage, group_ids_from_index
 
     scores = torch.tensor([format_weight] + [0.0] * (group_size - 1), dtype=torch.float64)
     groups = group_ids_from_index([0] * group_size)
-    mapo, grpo = (float(mixed_advantage(scores, groups, lambda_fn=fn).advantage[0]) for fn in ("tcr", "zero"))
+    mapo, grpo = (float(compute_mixed_advantage(scores, groups, lambda_fn=fn).advantage[0]) for fn in ("tcr", "zero"))
     return mapo, grpo
 
 

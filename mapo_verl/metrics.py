@@ -52,7 +52,7 @@ from typing import Any
 
 import torch
 
-from mapo_verl.mixed_advantage import GroupIds, MixedAdvantage
+from mapo_verl.mixed_advantage import GroupIds, MixedAdvantageResult
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ _FIELDS = (
 )
 
 
-def batch_sums(result: MixedAdvantage, groups: GroupIds) -> torch.Tensor:
+def batch_sums(result: MixedAdvantageResult, groups: GroupIds) -> torch.Tensor:
     """One float64 vector of the sums in ``_FIELDS`` for a batch (on the result's device)."""
     device = result.advantage.device
     sizes = torch.from_numpy(groups.sizes).to(device=device, dtype=torch.float64, non_blocking=True)
@@ -163,7 +163,7 @@ def collect() -> Iterator[StepMetrics]:
         _ACTIVE.reset(token)
 
 
-def record(result: MixedAdvantage, groups: GroupIds) -> None:
+def record(result: MixedAdvantageResult, groups: GroupIds) -> None:
     """Add one estimator call to the open :func:`collect` block, if any; never raises."""
     global _warned
     block = _ACTIVE.get()

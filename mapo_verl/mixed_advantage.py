@@ -219,8 +219,8 @@ def check_scores(scores: torch.Tensor, groups: GroupIds, reward_min: float) -> N
 
 
 @dataclass(frozen=True)
-class MixedAdvantage:
-    """Per-response results of :func:`mixed_advantage` (all shape (B,), on the scores' device).
+class MixedAdvantageResult:
+    """Per-response results of :func:`compute_mixed_advantage` (all shape (B,), on the scores' device).
 
     ``advantage`` is A_i; ``success_ratio`` the group's p and ``certainty_weight`` its lambda(p);
     ``success`` marks s_i >= threshold, ``singleton`` a response alone in its group (A_i = 0).
@@ -237,7 +237,7 @@ class MixedAdvantage:
     permuted: torch.Tensor
 
 
-def mixed_advantage(
+def compute_mixed_advantage(
     scores: torch.Tensor,
     groups: GroupIds,
     *,
@@ -247,7 +247,7 @@ def mixed_advantage(
     epsilon: float = 1e-6,
     norm_by_std: bool = True,
     lambda_assignment: str = "group",
-) -> MixedAdvantage:
+) -> MixedAdvantageResult:
     """MAPO's advantage A_i for each response's outcome score s_i (see the module docstring).
 
     Scores are checked by :func:`check_scores`, then shifted to t_i = max(s_i - r_min, 0) (the
@@ -307,7 +307,7 @@ def mixed_advantage(
 
     out = scores.dtype
     certainty = weight.to(out)
-    return MixedAdvantage(
+    return MixedAdvantageResult(
         advantage=advantage.to(out),
         success_ratio=ratio.to(out),
         certainty_weight=certainty,

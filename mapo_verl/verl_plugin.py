@@ -24,12 +24,11 @@ from mapo_verl import checkpoint_guard, metrics
 from mapo_verl.mixed_advantage import (
     LAMBDA_ASSIGNMENTS,
     LAMBDA_FUNCTIONS,
-    MixedAdvantage,
+    MixedAdvantageResult,
+    compute_mixed_advantage,
     group_ids_from_index,
-    mixed_advantage,
 )
-
-ESTIMATOR_NAME = "mapo"
+from mapo_verl.registration import ESTIMATOR_NAME
 
 logger = logging.getLogger(__name__)
 _warned_singleton = False
@@ -142,7 +141,7 @@ def _check_inputs(token_level_rewards: torch.Tensor, response_mask: torch.Tensor
         )
 
 
-def mapo_advantage(
+def compute_mapo_outcome_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
     index: np.ndarray | None = None,
@@ -151,21 +150,21 @@ def mapo_advantage(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MAPO outcome advantage in verl's estimator signature.
 
-    s_i = sum_t token_level_rewards[i, t]; A_i from :func:`mapo_verl.mixed_advantage.mixed_advantage`
+    s_i = sum_t token_level_rewards[i, t]; A_i from :func:`mapo_verl.mixed_advantage.compute_mixed_advantage`
     with knobs from ``config`` (``algorithm.mapo.*``, ``algorithm.norm_adv_by_std_in_grpo``).
     Returns ``(advantages, returns)``, both A_i broadcast over the tokens times ``response_mask``,
     in the rewards' dtype and device.  The batch's MAPO metrics go to :func:`mapo_verl.metrics.record`.
     """
-    result = compute_mixed_advantage(token_level_rewards, response_mask, index, config)
+    result = advantage_from_verl_batch(token_level_rewards, response_mask, index, config)
     advantages = result.advantage.unsqueeze(-1) * response_mask
     if advantages.dtype != token_level_rewards.dtype:
         advantages = advantages.to(token_level_rewards.dtype)
     return advantages, advantages
 
 
-def compute_mixed_advantage(
+def advantage_from_verl_batch(
     token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any
-) -> MixedAdvantage:
+) -> MixedAdvantageResult:
     """Validate verl's inputs, run the pure-math estimator on the outcome scores, record metrics."""
     global _warned_singleton
     settings = settings_from_config(config)
@@ -181,7 +180,7 @@ def compute_mixed_advantage(
                 int((groups.sizes == 1).sum()),
                 groups.num_groups,
             )
-        result = mixed_advantage(
+        result = compute_mixed_advantage(
             scores,
             groups,
             success_threshold=settings.success_threshold,
@@ -196,18 +195,21 @@ def compute_mixed_advantage(
 
 
 def _is_ours(fn: Any) -> bool:
-    return getattr(fn, "__module__", None) == __name__ and getattr(fn, "__qualname__", None) == "mapo_advantage"
+    return (
+        getattr(fn, "__module__", None) == __name__
+        and getattr(fn, "__qualname__", None) == "compute_mapo_outcome_advantage"
+    )
 
 
 def register() -> None:
-    """Put :func:`mapo_advantage` in verl's registry under ``mapo``; harmless to call again.
+    """Put :func:`compute_mapo_outcome_advantage` in verl's registry under ``mapo``; harmless to call again.
 
     A stale copy of our own function (after ``importlib.reload``) is replaced; an unrelated
     estimator already named ``mapo`` is an error rather than silently overridden.
     """
     registry = core_algos.ADV_ESTIMATOR_REGISTRY
     existing = registry.get(ESTIMATOR_NAME)
-    if existing is mapo_advantage:
+    if existing is compute_mapo_outcome_advantage:
         return
     if existing is not None and not _is_ours(existing):
         raise ValueError(
@@ -215,7 +217,7 @@ def register() -> None:
             f"{getattr(existing, '__module__', '?')}.{getattr(existing, '__qualname__', existing)}"
         )
     registry.pop(ESTIMATOR_NAME, None)
-    core_algos.register_adv_est(ESTIMATOR_NAME)(mapo_advantage)
+    core_algos.register_adv_est(ESTIMATOR_NAME)(compute_mapo_outcome_advantage)
 
 
 register()

@@ -38,17 +38,8 @@ from typing import Any
 
 from mathruler.grader import extract_boxed_content, grade_answer
 
+from mapo_verl.data_sources import MATHVERSE_VERSIONS
 from reward_fns.common import DEFAULT_FORMAT_WEIGHT
-
-#: MathVerse testmini's vision-bearing problem versions, in the order of its paper; their index is logged.
-MATHVERSE_VERSIONS: tuple[str, ...] = (
-    "Text Dominant",
-    "Text Lite",
-    "Vision Intensive",
-    "Vision Dominant",
-    "Vision Only",
-)
-SCORERS = ("both", "paper")
 
 _TAG_SPACES = re.compile(r"\s*(<|>|/)\s*")
 _FORMAT = re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)

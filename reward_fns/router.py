@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mapo_verl.data_sources import data_source_ids
 from reward_fns import emotion, math_answer
 from reward_fns.common import DEFAULT_FORMAT_WEIGHT
 
-MATH_SOURCES = ("hiyouga/geometry3k", "AI4Math/MathVista", "MathLLMs/MathVision", "AI4Math/MathVerse")
-EMOTION_SOURCES = ("emoset", "webemo", "emotion6")
+MATH_SOURCES = data_source_ids("Math")  # the registry of mapo_verl/data_sources.py
+EMOTION_SOURCES = data_source_ids("Emotion")
 
 #: ``data_source`` -> reward function. Extend it (``ROUTES["my/set"] = math_answer.compute_score``) for new sets.
 ROUTES: dict[str, Callable[..., dict[str, float]]] = {

@@ -12,9 +12,11 @@ libraries were being finalised; it has not been reproduced since (docs/developme
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -32,6 +34,20 @@ def leftovers() -> list[str]:
     if ray is not None and getattr(ray, "is_initialized", lambda: False)():
         found.append("an initialised Ray (ray.shutdown() was not called)")
     return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shut_down_the_main_event_loop():
+    """verl's reward workers run on the main thread's event loop (``verl.utils.ray_utils.get_event_loop``) and hand
+    scoring to its default executor; at the end of the session that executor's threads are joined and the loop
+    closed, so that no thread outlives the tests."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    if not loop.is_closed() and not loop.is_running():
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from mapo_verl.mixed_advantage import advantage_bound, group_ids_from_index, mixed_advantage
-from mapo_verl.verl_plugin import mapo_advantage
+from mapo_verl.mixed_advantage import advantage_bound, compute_mixed_advantage, group_ids_from_index
+from mapo_verl.verl_plugin import compute_mapo_outcome_advantage
 
 from .conftest import reference_mapo
 
@@ -57,7 +57,7 @@ def _bounds(scores: list[float], index: list[int], norm_by_std: bool) -> torch.T
 def _run(batch: dict, dtype: torch.dtype) -> torch.Tensor:
     knobs = {k: batch[k] for k in ("success_threshold", "reward_min", "lambda_fn", "norm_by_std")}
     scores = torch.tensor(batch["scores"], dtype=dtype)
-    return mixed_advantage(scores, group_ids_from_index(batch["index"]), **knobs).advantage
+    return compute_mixed_advantage(scores, group_ids_from_index(batch["index"]), **knobs).advantage
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
@@ -81,12 +81,12 @@ def test_bound_is_reached() -> None:
     """The bound is tight: one success among G - 1 floor scores gets APD = G - 1 (lambda = 1 at p -> 0)."""
     for g in (2, 5, 12):
         scores = torch.tensor([1.0] + [0.0] * (g - 1), dtype=torch.float64)
-        adv = mixed_advantage(scores, group_ids_from_index([0] * g), lambda_fn="one", epsilon=1e-12).advantage
+        adv = compute_mixed_advantage(scores, group_ids_from_index([0] * g), lambda_fn="one", epsilon=1e-12).advantage
         assert adv[0].item() == pytest.approx(advantage_bound(g), rel=1e-9)
 
 
 def test_verl_signature_honours_reward_min_from_the_config() -> None:
     rewards = torch.tensor([[1.0], [-1.0], [0.0], [0.0]])
     cfg = OmegaConf.create({"mapo": {"reward_min": -1.0}})
-    adv, _ = mapo_advantage(rewards, torch.ones_like(rewards), np.array(["g"] * 4, dtype=object), cfg)
+    adv, _ = compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), np.array(["g"] * 4, dtype=object), cfg)
     assert adv.abs().max().item() <= advantage_bound(4)

@@ -12,8 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from mapo_verl import metrics
-from mapo_verl.mixed_advantage import group_ids_from_index, mixed_advantage, permuted_weight_source
-from mapo_verl.verl_plugin import MAPO_KEYS, mapo_advantage, settings_from_config
+from mapo_verl.mixed_advantage import compute_mixed_advantage, group_ids_from_index, permuted_weight_source
+from mapo_verl.verl_plugin import MAPO_KEYS, compute_mapo_outcome_advantage, settings_from_config
 
 SCORES = [1.0, 0.0, 0.9, 1.0, 0.1, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.1]
 INDEX = ["b", "a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "c"]
@@ -45,12 +45,12 @@ def _bits(values: list[str]) -> torch.Tensor:
 # --------------------------------------------------------------------------------- the default is unchanged
 def test_default_is_bit_identical_to_the_estimator_before_the_option():
     scores, groups = torch.tensor(SCORES), group_ids_from_index(INDEX)
-    default = mixed_advantage(scores, groups)
+    default = compute_mixed_advantage(scores, groups)
     assert torch.equal(default.advantage, _bits(BEFORE_TCR))
-    explicit = mixed_advantage(scores, groups, lambda_assignment="group")
+    explicit = compute_mixed_advantage(scores, groups, lambda_assignment="group")
     assert torch.equal(explicit.advantage, default.advantage)
     assert explicit.applied_weight is explicit.certainty_weight and not explicit.permuted.any()
-    other = mixed_advantage(scores, groups, lambda_fn="linear", norm_by_std=False, lambda_assignment="group")
+    other = compute_mixed_advantage(scores, groups, lambda_fn="linear", norm_by_std=False, lambda_assignment="group")
     assert torch.equal(other.advantage, _bits(BEFORE_LINEAR_NO_STD))
 
 
@@ -59,7 +59,7 @@ def test_default_through_verl_signature_is_bit_identical_on_random_batches(make_
     for lambda_fn in ("tcr", "linear"):
         rewards, mask, index = make_batch(rng, num_groups=40)
         for cfg in (_cfg(lambda_fn=lambda_fn), _cfg(lambda_fn=lambda_fn, lambda_assignment="group")):
-            adv, _ = mapo_advantage(rewards, mask, index, cfg)
+            adv, _ = compute_mapo_outcome_advantage(rewards, mask, index, cfg)
             assert hashlib.sha256(adv.numpy().tobytes()).hexdigest() == BEFORE_RANDOM[lambda_fn]
 
 
@@ -70,7 +70,7 @@ def test_permuted_matches_the_independent_reference(rng, make_batch, reference, 
     for _ in range(4):
         rewards, mask, index = make_batch(rng, num_groups=int(rng.integers(2, 40)))
         cfg = _cfg(lambda_fn=lambda_fn, norm_adv_by_std_in_grpo=norm, lambda_assignment="permuted")
-        adv, _ = mapo_advantage(rewards, mask, index, cfg)
+        adv, _ = compute_mapo_outcome_advantage(rewards, mask, index, cfg)
         expected = reference(
             rewards.sum(-1).double().tolist(), list(index), lambda_fn=lambda_fn, norm_by_std=norm,
             lambda_assignment="permuted",
@@ -99,7 +99,9 @@ def _equal_groups(rng: np.random.Generator, num_groups: int, n: int) -> tuple[li
 def test_every_response_gets_another_groups_lambda_and_the_batch_keeps_its_weights(rng, reference_source):
     for num_groups, n in ((2, 5), (3, 12), (13, 12), (64, 8)):
         scores, index = _equal_groups(rng, num_groups, n)
-        result = mixed_advantage(torch.tensor(scores), group_ids_from_index(index), lambda_assignment="permuted")
+        result = compute_mixed_advantage(
+            torch.tensor(scores), group_ids_from_index(index), lambda_assignment="permuted"
+        )
         own, applied = result.certainty_weight.tolist(), result.applied_weight.tolist()
         by_group = {uid: w for uid, w in zip(index, own, strict=True)}
         source = reference_source(index)
@@ -116,10 +118,14 @@ def test_permuted_keeps_each_responses_own_deviation_and_apd(rng):
     """A_i = (1 - w_i) D_i + w_i APD_i with the response's own D_i and APD_i and the lambda it was handed."""
     scores, index = _equal_groups(rng, 9, 6)
     scores = [s * 0.9 + 0.1 * float(rng.uniform() < 0.5) for s in scores]  # 0, 0.1, 0.9, 1.0 like the router's
-    result = mixed_advantage(torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index),
+    result = compute_mixed_advantage(torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index),
                              lambda_assignment="permuted")  # fmt: skip
-    zero = mixed_advantage(torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index), lambda_fn="zero")
-    one = mixed_advantage(torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index), lambda_fn="one")
+    zero = compute_mixed_advantage(
+        torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index), lambda_fn="zero"
+    )
+    one = compute_mixed_advantage(
+        torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index), lambda_fn="one"
+    )
     w = result.applied_weight
     torch.testing.assert_close(result.advantage, (1 - w) * zero.advantage + w * one.advantage)
 
@@ -127,21 +133,21 @@ def test_permuted_keeps_each_responses_own_deviation_and_apd(rng):
 def test_permuted_is_deterministic_and_follows_the_groups_not_their_place_in_the_batch(rng, make_batch):
     rewards, mask, index = make_batch(rng, num_groups=25)
     cfg = _cfg(lambda_assignment="permuted")
-    first, _ = mapo_advantage(rewards, mask, index, cfg)
-    again, _ = mapo_advantage(rewards.clone(), mask.clone(), index.copy(), cfg)
+    first, _ = compute_mapo_outcome_advantage(rewards, mask, index, cfg)
+    again, _ = compute_mapo_outcome_advantage(rewards.clone(), mask.clone(), index.copy(), cfg)
     assert torch.equal(first, again)
     # move whole groups around, keeping each group's rows in their order: every response keeps its advantage
     labels = list(dict.fromkeys(index))
     shuffled = [labels[k] for k in rng.permutation(len(labels))]
     order = [i for label in shuffled for i in np.flatnonzero(index == label)]
-    moved, _ = mapo_advantage(rewards[order], mask[order], index[order], cfg)
+    moved, _ = compute_mapo_outcome_advantage(rewards[order], mask[order], index[order], cfg)
     assert torch.equal(moved, first[order])
 
 
 def test_a_single_group_has_nothing_to_permute():
     scores, groups = torch.tensor([1.0, 0.0, 0.0, 0.0]), group_ids_from_index(["only"] * 4)
-    result = mixed_advantage(scores, groups, lambda_assignment="permuted")
-    assert torch.equal(result.advantage, mixed_advantage(scores, groups).advantage)
+    result = compute_mixed_advantage(scores, groups, lambda_assignment="permuted")
+    assert torch.equal(result.advantage, compute_mixed_advantage(scores, groups).advantage)
     assert not result.permuted.any()
 
 
@@ -158,7 +164,7 @@ def test_the_authors_indexing_in_effect(reference_source, lambda_reference):
     theirs = [lambda_reference["tcr"](p[ranked[j // n]]) for j in range(len(index))]
     theirs_own = sum(ranked[j // n] == index[j] for j in range(len(index))) / len(index)
 
-    ours = mixed_advantage(torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index),
+    ours = compute_mixed_advantage(torch.tensor(scores, dtype=torch.float64), group_ids_from_index(index),
                            lambda_assignment="permuted")  # fmt: skip
     applied = ours.applied_weight.tolist()
     assert ours.certainty_weight.tolist() == pytest.approx(intended)
@@ -177,9 +183,9 @@ def test_settings_accept_the_two_values_and_refuse_others():
     assert settings_from_config(_cfg(lambda_assignment="permuted")).lambda_assignment == "permuted"
     idx, rewards = np.array(["a", "a"], dtype=object), torch.tensor([[1.0], [0.0]])
     with pytest.raises(ValueError, match=r"lambda_assignment='shuffled'.*valid values: group, permuted"):
-        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(lambda_assignment="shuffled"))
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), idx, _cfg(lambda_assignment="shuffled"))
     with pytest.raises(ValueError, match="unknown lambda_assignment"):
-        mixed_advantage(torch.tensor([1.0, 0.0]), group_ids_from_index(["a", "a"]), lambda_assignment="random")
+        compute_mixed_advantage(torch.tensor([1.0, 0.0]), group_ids_from_index(["a", "a"]), lambda_assignment="random")
 
 
 @pytest.mark.parametrize(("assignment", "expected"), [(None, 0.0), ("group", 0.0), ("permuted", 1.0)])
@@ -188,7 +194,7 @@ def test_metrics_say_which_assignment_was_used(rng, lambda_reference, assignment
     rewards = torch.tensor(scores)[:, None]
     cfg = _cfg() if assignment is None else _cfg(lambda_assignment=assignment)
     with metrics.collect() as block:
-        mapo_advantage(rewards, torch.ones_like(rewards), np.array(index, dtype=object), cfg)
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), np.array(index, dtype=object), cfg)
     got = block.metrics()
     assert got["mapo/lambda_permuted"] == expected
     p = [sum(s for s, u in zip(scores, index, strict=True) if u == g) / 4 for g in set(index)]

@@ -11,14 +11,14 @@ import torch
 from omegaconf import OmegaConf
 
 from mapo_verl import verl_plugin
-from mapo_verl.mixed_advantage import group_ids_from_index, mixed_advantage, trajectory_certainty_weight
-from mapo_verl.verl_plugin import mapo_advantage
+from mapo_verl.mixed_advantage import compute_mixed_advantage, group_ids_from_index, trajectory_certainty_weight
+from mapo_verl.verl_plugin import compute_mapo_outcome_advantage
 
 
 def _outcome(scores: list[float], index: list[object], config=None) -> torch.Tensor:
     """Run the registered estimator on one-token responses and return the per-response advantage."""
     rewards = torch.tensor(scores, dtype=torch.float32)[:, None]
-    adv, ret = mapo_advantage(rewards, torch.ones_like(rewards), np.array(index, dtype=object), config)
+    adv, ret = compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), np.array(index, dtype=object), config)
     assert adv is ret or torch.equal(adv, ret)
     return adv[:, 0]
 
@@ -30,12 +30,14 @@ def _cfg(**mapo) -> object:
 
 def test_worked_example_from_the_issue() -> None:
     # [0.9, 1, 1, 1]: p = 3/4, lambda = 1 - 4 * 3/4 * 1/4 = 1/4, mu = 0.975, sigma = 0.05.
-    result = mixed_advantage(torch.tensor([0.9, 1.0, 1.0, 1.0]), group_ids_from_index([7, 7, 7, 7]))
+    result = compute_mixed_advantage(torch.tensor([0.9, 1.0, 1.0, 1.0]), group_ids_from_index([7, 7, 7, 7]))
     assert result.success_ratio.tolist() == pytest.approx([0.75] * 4)
     assert result.certainty_weight.tolist() == pytest.approx([0.25] * 4)
     assert result.advantage.tolist() == pytest.approx([-1.1442, 0.3814, 0.3814, 0.3814], abs=1e-4)
     # exact form in float64, eps = 1e-6: 0.75 * (-0.075 / (0.05 + eps)) + 0.25 * (-0.075 / (0.975 + eps))
-    exact = mixed_advantage(torch.tensor([0.9, 1.0, 1.0, 1.0], dtype=torch.float64), group_ids_from_index([7] * 4))
+    exact = compute_mixed_advantage(
+        torch.tensor([0.9, 1.0, 1.0, 1.0], dtype=torch.float64), group_ids_from_index([7] * 4)
+    )
     eps = 1e-6
     assert float(exact.advantage[0]) == pytest.approx(0.75 * -0.075 / (0.05 + eps) + 0.25 * -0.075 / (0.975 + eps))
 
@@ -77,7 +79,7 @@ def test_matches_independent_reference_on_random_uneven_shuffled_batches(
     for _ in range(5):
         rewards, mask, index = make_batch(rng, num_groups=int(rng.integers(1, 40)))
         cfg = _cfg(lambda_fn=lambda_fn, norm_adv_by_std_in_grpo=norm)
-        adv, _ = mapo_advantage(rewards, mask, index, cfg)
+        adv, _ = compute_mapo_outcome_advantage(rewards, mask, index, cfg)
         expected = reference(rewards.sum(-1).double().tolist(), list(index), lambda_fn=lambda_fn, norm_by_std=norm)
         expected = torch.tensor(expected, dtype=torch.float64)[:, None] * mask.double()
         torch.testing.assert_close(adv.double(), expected, rtol=1e-5, atol=1e-5)
@@ -87,7 +89,7 @@ def test_matches_independent_reference_on_random_uneven_shuffled_batches(
 def test_reward_spread_over_tokens_is_summed(reference) -> None:
     rewards = torch.tensor([[0.5, 0.5, 0.0], [0.25, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
-    adv, _ = mapo_advantage(rewards, mask, np.array(["u"] * 4, dtype=object))
+    adv, _ = compute_mapo_outcome_advantage(rewards, mask, np.array(["u"] * 4, dtype=object))
     expected = torch.tensor(reference([1.0, 0.25, 1.0, 0.0], ["u"] * 4), dtype=torch.float32)[:, None] * mask
     torch.testing.assert_close(adv, expected, rtol=1e-5, atol=1e-6)
     assert (adv[mask == 0] == 0).all()
@@ -95,9 +97,9 @@ def test_reward_spread_over_tokens_is_summed(reference) -> None:
 
 def test_invariant_under_batch_permutation(rng, make_batch) -> None:
     rewards, mask, index = make_batch(rng, num_groups=30)
-    adv, _ = mapo_advantage(rewards, mask, index)
+    adv, _ = compute_mapo_outcome_advantage(rewards, mask, index)
     perm = torch.from_numpy(rng.permutation(len(index)))
-    adv_perm, _ = mapo_advantage(rewards[perm], mask[perm], index[perm.numpy()])
+    adv_perm, _ = compute_mapo_outcome_advantage(rewards[perm], mask[perm], index[perm.numpy()])
     torch.testing.assert_close(adv_perm, adv[perm], rtol=0, atol=1e-6)
 
 
@@ -133,9 +135,9 @@ def test_score_below_the_floor_is_an_error_naming_count_uids_and_knob() -> None:
     rewards = torch.tensor([[1.0], [-1.0], [0.0], [-0.5], [1.0]])
     index = np.array(["u1", "u1", "u2", "u2", "u2"], dtype=object)
     with pytest.raises(ValueError, match=r"2 of 5 response scores .*2 below algorithm.mapo.reward_min=0.*u1.*u2"):
-        mapo_advantage(rewards, torch.ones_like(rewards), index)
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), index)
     with pytest.raises(ValueError, match=r"1 of 5 .*below algorithm.mapo.reward_min=-0.75"):
-        mapo_advantage(rewards, torch.ones_like(rewards), index, _cfg(reward_min=-0.75))
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), index, _cfg(reward_min=-0.75))
 
 
 @pytest.mark.parametrize(("low", "high"), [(0.0, 1.0), (-1.0, 1.0), (-5.0, -2.0), (2.0, 7.0)])
@@ -149,12 +151,12 @@ def test_binary_rewards_give_the_papers_apd_whatever_the_levels(low: float, high
 
 def test_shifting_reward_and_floor_together_changes_nothing(rng, make_batch) -> None:
     rewards, mask, index = make_batch(rng, num_groups=20)
-    base, _ = mapo_advantage(rewards, mask, index, _cfg())
+    base, _ = compute_mapo_outcome_advantage(rewards, mask, index, _cfg())
     last = mask.cumsum(-1) == mask.sum(-1, keepdim=True)  # the shift goes on one token per response
     for shift in (-3.0, 2.5):
         shifted = rewards + shift * (last & (mask > 0)).float()
         cfg = _cfg(reward_min=shift, success_threshold=1.0 + shift)
-        adv, _ = mapo_advantage(shifted, mask, index, cfg)
+        adv, _ = compute_mapo_outcome_advantage(shifted, mask, index, cfg)
         torch.testing.assert_close(adv, base, rtol=1e-5, atol=1e-5)
 
 
@@ -171,32 +173,34 @@ def test_kl_in_reward_is_refused_naming_the_fix() -> None:
     rewards = torch.tensor([[1.0], [0.0]])
     cfg = OmegaConf.create({"use_kl_in_reward": True, "mapo": {}})
     with pytest.raises(ValueError, match=r"use_kl_in_reward=true.*actor_rollout_ref.actor.use_kl_loss=true"):
-        mapo_advantage(rewards, torch.ones_like(rewards), np.array(["a", "a"], dtype=object), cfg)
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), np.array(["a", "a"], dtype=object), cfg)
     ok = OmegaConf.create({"use_kl_in_reward": False})
-    mapo_advantage(rewards, torch.ones_like(rewards), np.array(["a", "a"], dtype=object), ok)
+    compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), np.array(["a", "a"], dtype=object), ok)
 
 
 def test_threshold_between_reward_values() -> None:
     scores = [0.0, 0.5, 0.7, 0.9]
-    low = mixed_advantage(torch.tensor(scores), group_ids_from_index([0] * 4), success_threshold=0.6)
+    low = compute_mixed_advantage(torch.tensor(scores), group_ids_from_index([0] * 4), success_threshold=0.6)
     assert low.success.tolist() == [False, False, True, True]
     assert float(low.success_ratio[0]) == pytest.approx(0.5)
     assert float(low.certainty_weight[0]) == pytest.approx(0.0)
-    high = mixed_advantage(torch.tensor(scores), group_ids_from_index([0] * 4), success_threshold=0.8)
+    high = compute_mixed_advantage(torch.tensor(scores), group_ids_from_index([0] * 4), success_threshold=0.8)
     assert float(high.success_ratio[0]) == pytest.approx(0.25)
 
 
 def test_float32_rounding_still_counts_as_success() -> None:
     # 0.9 * acc + 0.1 * format computed in float32 lands just below 1.0.
     score = torch.tensor(0.9, dtype=torch.float32) * 1 + torch.tensor(0.1, dtype=torch.float32) * 1
-    result = mixed_advantage(torch.stack([score, torch.tensor(0.9)]), group_ids_from_index(["x", "x"]))
+    result = compute_mixed_advantage(torch.stack([score, torch.tensor(0.9)]), group_ids_from_index(["x", "x"]))
     assert result.success.tolist() == [True, False]
 
 
 def test_double_and_bfloat16_inputs_keep_their_dtype() -> None:
     for dtype in (torch.float64, torch.bfloat16):
         rewards = torch.tensor([[1.0], [0.0], [1.0]], dtype=dtype)
-        adv, _ = mapo_advantage(rewards, torch.ones(3, 1, dtype=torch.int64), np.array(["a", "a", "a"], dtype=object))
+        adv, _ = compute_mapo_outcome_advantage(
+            rewards, torch.ones(3, 1, dtype=torch.int64), np.array(["a", "a", "a"], dtype=object)
+        )
         assert adv.dtype == dtype
 
 
@@ -211,36 +215,40 @@ def test_integer_and_list_indices_group_like_strings() -> None:
 def test_non_finite_scores_are_rejected_with_rows_and_uids(bad: float) -> None:
     rewards = torch.tensor([[1.0], [bad], [0.0], [bad]])
     with pytest.raises(ValueError, match=r"2 of 4 response scores are invalid \(2 NaN or inf.*rows \[1, 3\].*uid-b"):
-        mapo_advantage(rewards, torch.ones_like(rewards), np.array(["uid-a", "uid-b", "uid-a", "uid-b"], dtype=object))
+        compute_mapo_outcome_advantage(
+            rewards, torch.ones_like(rewards), np.array(["uid-a", "uid-b", "uid-a", "uid-b"], dtype=object)
+        )
 
 
 def test_missing_or_misshapen_inputs_are_rejected() -> None:
     rewards, mask = torch.zeros(3, 2), torch.ones(3, 2)
     with pytest.raises(ValueError, match="needs `index`"):
-        mapo_advantage(rewards, mask)
+        compute_mapo_outcome_advantage(rewards, mask)
     with pytest.raises(ValueError, match="index has 2 entries but token_level_rewards has 3 rows"):
-        mapo_advantage(rewards, mask, np.array(["a", "b"], dtype=object))
+        compute_mapo_outcome_advantage(rewards, mask, np.array(["a", "b"], dtype=object))
     with pytest.raises(ValueError, match=r"response_mask shape \(3, 3\) does not match"):
-        mapo_advantage(rewards, torch.ones(3, 3), np.array(["a"] * 3, dtype=object))
+        compute_mapo_outcome_advantage(rewards, torch.ones(3, 3), np.array(["a"] * 3, dtype=object))
     with pytest.raises(ValueError, match=r"\(batch, response_length\)"):
-        mapo_advantage(torch.zeros(3), torch.ones(3), np.array(["a"] * 3, dtype=object))
+        compute_mapo_outcome_advantage(torch.zeros(3), torch.ones(3), np.array(["a"] * 3, dtype=object))
 
 
 def test_bad_config_is_rejected_with_names() -> None:
     idx = np.array(["a", "a"], dtype=object)
     rewards = torch.tensor([[1.0], [0.0]])
     with pytest.raises(ValueError, match=r"lambda_fn='cosine'.*valid names: linear, one, tcr, zero"):
-        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(lambda_fn="cosine"))
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), idx, _cfg(lambda_fn="cosine"))
     with pytest.raises(ValueError, match=r"unknown key\(s\) algorithm.mapo.lamda_fn"):
-        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(lamda_fn="tcr"))
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), idx, _cfg(lamda_fn="tcr"))
     with pytest.raises(ValueError, match="epsilon must be a positive number"):
-        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(epsilon=0))
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), idx, _cfg(epsilon=0))
     with pytest.raises(ValueError, match=r"algorithm\.mapo\.success_threshold must be finite"):
-        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(success_threshold=float("nan")))
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), idx, _cfg(success_threshold=float("nan")))
     with pytest.raises(ValueError, match=r"algorithm\.mapo\.reward_min must be a number"):
-        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(reward_min="low"))
+        compute_mapo_outcome_advantage(rewards, torch.ones_like(rewards), idx, _cfg(reward_min="low"))
     with pytest.raises(ValueError, match=r"success_threshold=0.5 must lie above algorithm.mapo.reward_min=0.5"):
-        mapo_advantage(rewards, torch.ones_like(rewards), idx, _cfg(success_threshold=0.5, reward_min=0.5))
+        compute_mapo_outcome_advantage(
+            rewards, torch.ones_like(rewards), idx, _cfg(success_threshold=0.5, reward_min=0.5)
+        )
 
 
 def test_defaults_without_config_and_with_empty_section() -> None:

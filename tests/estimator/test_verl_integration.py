@@ -84,7 +84,7 @@ def test_lambda_zero_equals_verl_grpo(rng, make_batch, norm: bool) -> None:
     for _ in range(4):
         rewards, mask, index = make_batch(rng, num_groups=25, min_group=2)
         cfg = OmegaConf.create({"norm_adv_by_std_in_grpo": norm, "mapo": {"lambda_fn": "zero"}})
-        ours, _ = verl_plugin.mapo_advantage(rewards, mask, index, cfg)
+        ours, _ = verl_plugin.compute_mapo_outcome_advantage(rewards, mask, index, cfg)
         theirs, _ = core_algos.compute_grpo_outcome_advantage(
             rewards.clone(), mask, index, norm_adv_by_std_in_grpo=norm
         )
@@ -93,7 +93,7 @@ def test_lambda_zero_equals_verl_grpo(rng, make_batch, norm: bool) -> None:
 
 def test_registered_under_mapo_and_idempotent() -> None:
     fn = core_algos.get_adv_estimator_fn("mapo")
-    assert fn is verl_plugin.mapo_advantage
+    assert fn is verl_plugin.compute_mapo_outcome_advantage
     verl_plugin.register()
     verl_plugin.register()
     assert core_algos.get_adv_estimator_fn("mapo") is fn
@@ -103,8 +103,8 @@ def test_reload_replaces_our_stale_function_without_error() -> None:
     old = core_algos.get_adv_estimator_fn("mapo")
     try:
         reloaded = importlib.reload(verl_plugin)
-        assert core_algos.get_adv_estimator_fn("mapo") is reloaded.mapo_advantage
-        assert reloaded.mapo_advantage is not old
+        assert core_algos.get_adv_estimator_fn("mapo") is reloaded.compute_mapo_outcome_advantage
+        assert reloaded.compute_mapo_outcome_advantage is not old
     finally:
         core_algos.ADV_ESTIMATOR_REGISTRY["mapo"] = old
 
@@ -121,7 +121,7 @@ def test_an_unrelated_estimator_named_mapo_is_not_overridden() -> None:
 
 @pytest.mark.slow
 def test_fresh_interpreter_that_imports_only_verl_resolves_mapo_and_hooks_the_trainer(fresh_interpreter) -> None:
-    assert fresh_interpreter["estimator"] == ["mapo_verl.verl_plugin", "mapo_advantage"]
+    assert fresh_interpreter["estimator"] == ["mapo_verl.verl_plugin", "compute_mapo_outcome_advantage"]
     assert fresh_interpreter["metrics_hook"] is True
 
 
