@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 
 from data_prep.cli import add_prompt_style, base_parser, out_dir_of, parse_size, run_main
-from data_prep.emotion_sets import default_source, emotion_row
-from data_prep.hub import SplitSource, base_dir_of, load_split
+from data_prep.emotion_driver import default_source, emotion_row
+from data_prep.hub_reader import SplitSource, base_dir_of, load_split
 from data_prep.sampling import fold_label, stratified_sample
 from data_prep.writer import PrepError, Summary, write_split
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from data_prep.emotion_sets import folder_set_main
+from data_prep.emotion_driver import folder_set_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import sys
 
-from data_prep.hub_math import MathEvalSpec, Parsed, eval_main
+from data_prep.math_eval_driver import MathEvalSpec, Parsed, eval_main
 from data_prep.prompts import (
     ONE_LETTER_INSTRUCTION,
     REPAIR_SEVERAL_LETTERS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from data_prep.hub_math import MathEvalSpec, Parsed, eval_main, options_of
+from data_prep.math_eval_driver import MathEvalSpec, Parsed, eval_main, options_of
 from data_prep.prompts import REPAIR_OPTION_TEXT, answer_text, choice_answer, choices_block, question_text
 
 

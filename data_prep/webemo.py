@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from data_prep.cli import run_main
-from data_prep.emotion_sets import FOLDER_SET_LAYOUT, folder_set_parser, prepare_folder_set, scan_folder_tree
+from data_prep.emotion_driver import FOLDER_SET_LAYOUT, folder_set_parser, prepare_folder_set, scan_folder_tree
 from data_prep.writer import PrepError, Summary
 
 _HIERARCHY_ENTRY = re.compile(r"\(\s*'([^']*)'\s*,\s*'([^']*)'\s*,\s*'([+-])'\s*\)")
