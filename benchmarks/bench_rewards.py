@@ -15,11 +15,13 @@ trap over 0.5 s (the bounds the tests used to assert; timing belongs here, not i
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from reward_fns import emotion, math_answer, router
 
@@ -89,17 +91,8 @@ def worst_latency_ms(text: str, repeats: int = 5) -> float:
     return 1000 * statistics.median(times)
 
 
-SYMPY_TRAPS = [
-    "(x+y+z+1)^{50}",
-    "(x+1)^{99}-(x-1)^{99}",
-    "(x+y+1)^9(x+y-1)^9",
-    "9^{9^{9^{9}}}",
-    "\\tan^{99}(x)",
-    "1000!",
-    "x_1+x_2+x_3+x_4+x_5+x_6+x_7+x_8+x_9",
-    "\\frac{(a+b)^{40}}{(a-b)^{40}}",
-    "10^{1000000}",
-]
+# the same inputs as the tests (tests/data/test_rewards.py), defined once
+SYMPY_TRAPS = json.loads((Path(__file__).resolve().parents[1] / "tests/data/sympy_traps.json").read_text())["traps"]
 HOSTILE_LIMIT_MS = 50.0
 TRAP_LIMIT_S = 0.5
 
