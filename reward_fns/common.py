@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 #: Weight of the format term. ``score = (1 - w) * acc + w * format``; verl's geo3k and EasyR1 use 0.1.
@@ -141,3 +142,23 @@ def compose_score(acc: float, fmt: float, format_weight: float = DEFAULT_FORMAT_
     acc = 1.0 if acc else 0.0
     fmt = 1.0 if fmt else 0.0
     return {"score": acc + weight * (fmt - acc), "acc": acc, "format": fmt}
+
+
+def verl_reward(score: Callable[[Any, Any, Any], tuple[float, float]], doc: str) -> Callable[..., dict[str, float]]:
+    """verl's custom-reward function over a scorer ``score(solution_str, ground_truth, extra_info) -> (acc, format)``:
+    ``compute_score(data_source, solution_str, ground_truth, extra_info, format_weight, **kwargs)`` returning
+    :func:`compose_score`'s ``{"score", "acc", "format"}`` (the scorers never raise)."""
+
+    def compute_score(
+        data_source: Any = None,
+        solution_str: Any = "",
+        ground_truth: Any = "",
+        extra_info: Any = None,
+        format_weight: float = DEFAULT_FORMAT_WEIGHT,
+        **kwargs: Any,
+    ) -> dict[str, float]:
+        acc, fmt = score(solution_str, ground_truth, extra_info)
+        return compose_score(acc, fmt, format_weight)
+
+    compute_score.__doc__ = doc
+    return compute_score

@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from reward_fns.common import (
-    DEFAULT_FORMAT_WEIGHT,
     as_text,
-    compose_score,
     extract_last_boxed,
     has_think_then_boxed,
     unwrap_text,
+    verl_reward,
 )
 
 _TRAILING = ".,;:!?。！？'\"` \t\r\n"
@@ -39,14 +38,7 @@ def score_label(solution_str: Any, ground_truth: Any) -> tuple[float, float]:
     return (1.0 if correct else 0.0), fmt
 
 
-def compute_score(
-    data_source: Any = None,
-    solution_str: Any = "",
-    ground_truth: Any = "",
-    extra_info: Any = None,
-    format_weight: float = DEFAULT_FORMAT_WEIGHT,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """verl custom reward: ``{"score", "acc", "format"}``; never raises on any ``solution_str``."""
-    acc, fmt = score_label(solution_str, ground_truth)
-    return compose_score(acc, fmt, format_weight)
+compute_score = verl_reward(
+    lambda solution_str, ground_truth, extra_info: score_label(solution_str, ground_truth),
+    'verl custom reward for the emotion sets: ``{"score", "acc", "format"}``; never raises.',
+)

@@ -39,12 +39,11 @@ from reward_fns.answer_forms import (
     symbolic_operands,
 )
 from reward_fns.common import (
-    DEFAULT_FORMAT_WEIGHT,
     as_text,
-    compose_score,
     extract_last_boxed,
     has_think_then_boxed,
     unwrap_text,
+    verl_reward,
 )
 
 #: Answers longer than this are compared as strings only (no sympy).
@@ -213,14 +212,6 @@ def score_answer(solution_str: Any, ground_truth: Any, extra_info: Any = None) -
     return (1.0 if correct else 0.0), fmt
 
 
-def compute_score(
-    data_source: Any = None,
-    solution_str: Any = "",
-    ground_truth: Any = "",
-    extra_info: Any = None,
-    format_weight: float = DEFAULT_FORMAT_WEIGHT,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """verl custom reward: ``{"score", "acc", "format"}``; never raises on any ``solution_str``."""
-    acc, fmt = score_answer(solution_str, ground_truth, extra_info)
-    return compose_score(acc, fmt, format_weight)
+compute_score = verl_reward(
+    score_answer, 'verl custom reward for the math sets: ``{"score", "acc", "format"}``; never raises.'
+)
