@@ -42,17 +42,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import importlib.abc
-import importlib.machinery
 import inspect
 import logging
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from mapo_verl.mixed_advantage import GroupIds, MixedAdvantageResult
+from mapo_verl.post_import import call_after_import
 
 logger = logging.getLogger(__name__)
 
@@ -213,35 +211,6 @@ def _wrap_trainer(module: Any) -> None:
         )
 
 
-class _PostImportLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._loader.exec_module(module)
-        _wrap_trainer(module)
-
-
-class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Wraps the trainer right after its module's first import; otherwise out of the way."""
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != TRAINER_MODULE:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return None
-        spec.loader = _PostImportLoader(spec.loader)
-        return spec
-
-
 def install_trainer_hook() -> None:
     """Wrap the trainer now if verl's trainer module is imported, else as soon as it is."""
-    module = sys.modules.get(TRAINER_MODULE)
-    if module is not None:
-        _wrap_trainer(module)
-    elif not any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PostImportFinder())
+    call_after_import(TRAINER_MODULE, _wrap_trainer)

