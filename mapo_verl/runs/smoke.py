@@ -11,6 +11,10 @@
 4. a summary (:mod:`mapo_verl.runs.summary`): steps, seconds per step, each step's ``mapo/*`` metrics.
 
 Trailing ``key=value`` arguments are Hydra overrides passed to verl (they replace the smoke's own for the same key).
+
+``--launcher slurm`` submits the same run through the shipped ``scripts/slurm_train.sbatch``
+(:mod:`mapo_verl.runs.slurm`) on ``--nodes`` nodes, ``--launcher ray`` through ``scripts/ray_cluster.sh submit``
+(:mod:`mapo_verl.runs.ray_launcher`): a pre-flight of the launcher on a user's cluster.
 """
 
 from __future__ import annotations
@@ -23,8 +27,19 @@ from pathlib import Path
 
 from mapo_verl.runs.local import run_local
 from mapo_verl.runs.rollouts import ROLLOUTS, Rollout
-from mapo_verl.runs.spec import CONFIG_DIR, DEFAULT_CONFIG, RunSpec, bad_overrides, tiny_overrides, trainer_env
+from mapo_verl.runs.spec import (
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    RunSpec,
+    bad_overrides,
+    for_cluster,
+    tiny_overrides,
+    trainer_env,
+)
 from mapo_verl.runs.summary import summary
+
+LAUNCHERS = ("local", "slurm", "ray")
+CLUSTER_TIMEOUT = 900.0
 
 
 def log(msg: str) -> None:
@@ -36,7 +51,7 @@ def smoke_overrides(
     data_dir: Path,
     out: Path,
     steps: int,
-    estimator: str,
+    estimator: str | None,
     prompts: int,
     n: int,
     rollout: Rollout = ROLLOUTS["hf"],
@@ -48,8 +63,10 @@ def smoke_overrides(
     return base + list(rollout.overrides)
 
 
-def build_spec(args: argparse.Namespace, model_dir: Path, data_dir: Path, out: Path) -> RunSpec:
-    """The smoke's run description from its arguments, with the user's overrides last."""
+def build_spec(
+    args: argparse.Namespace, model_dir: Path, data_dir: Path, out: Path, data_overrides: Sequence[str] = ()
+) -> RunSpec:
+    """The smoke's run description from its arguments, then the config's data files, then the user's overrides."""
     rollout = ROLLOUTS[args.rollout]
     overrides = smoke_overrides(model_dir, data_dir, out, args.steps, args.estimator, args.prompts, args.n, rollout)
     spec = RunSpec(
@@ -61,7 +78,7 @@ def build_spec(args: argparse.Namespace, model_dir: Path, data_dir: Path, out: P
         python=rollout.python(),
         markers=(rollout.ready_marker,),
     )
-    return spec.with_overrides(args.overrides)
+    return spec.with_overrides(data_overrides).with_overrides(args.overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--steps", type=int, default=2, help="training steps (2)")
     parser.add_argument("--out", default="out/smoke", help="output folder (out/smoke)")
-    parser.add_argument("--estimator", default="mapo", help="algorithm.adv_estimator (mapo; grpo for the baseline)")
+    parser.add_argument(
+        "--estimator", default=None, help="algorithm.adv_estimator (default: the config's own; grpo for the baseline)"
+    )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"shipped training config ({DEFAULT_CONFIG})")
     parser.add_argument("--rollout", choices=sorted(ROLLOUTS), default="hf", help="rollout backend (hf)")
     parser.add_argument("--prompts", type=int, default=4, help="prompts per step (4)")
@@ -90,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=None, help="end the trainer's whole process tree after this many seconds"
     )
+    parser.add_argument(
+        "--launcher", choices=LAUNCHERS, default="local", help="local (this machine), slurm (sbatch) or ray (submit)"
+    )
+    parser.add_argument("--nodes", type=int, default=None, help="nodes for --launcher slurm/ray (2)")
+    parser.add_argument("--gpus-per-node", type=int, default=1, help="GPUs asked per node under Slurm (1)")
+    parser.add_argument("--cpus-per-node", type=int, default=8, help="CPUs asked per node under Slurm (8)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to main_ppo")
     return parser
 
@@ -103,6 +128,10 @@ def validate_args(args: argparse.Namespace) -> str | None:
         return f"not a Hydra override (key=value): {' '.join(bad)}"
     if not (CONFIG_DIR / f"{args.config}.yaml").is_file():
         return f"{CONFIG_DIR / args.config}.yaml not found: run the smoke from a checkout of mapo-verl"
+    if args.launcher == "local" and args.nodes not in (None, 1):
+        return "--nodes needs --launcher slurm or ray (the local launcher runs one node)"
+    if args.nodes is not None and args.nodes < 1:
+        return "--nodes must be >= 1"
     reason = ROLLOUTS[args.rollout].unavailable()
     if reason:
         return f"--rollout {args.rollout}: {reason}"
@@ -115,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from mapo_verl.runs.smoke_data import prepare_data, warm_start_examples
+    from mapo_verl.runs.config_data import prepare_config_data
     from mapo_verl.runs.tiny_model import build_tiny_model
 
     start = time.monotonic()
@@ -123,22 +152,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    log("preparing data with python -m data_prep.geo3k ...")
-    data_dir, source = prepare_data(out, args.data)
+    log(f"preparing the data {args.config} reads with data_prep ...")
+    data = prepare_config_data(args.config, out, args.data)  # every file the config reads (config_data.py)
+    data_dir, source = data.data_dir, data.source
     log(f"data: {data_dir} (from {source})")
 
     log("tiny Qwen2.5-VL (built and warm-started once, then cached) ...")
-    examples = warm_start_examples(data_dir / "train.parquet")
+    examples = data.examples()
     model_dir = build_tiny_model(
         Path(args.cache_dir) if args.cache_dir else None, examples=examples, warm_steps=args.warm_steps
     )
     log(f"model: {model_dir} ({time.monotonic() - start:.0f} s so far)")
 
-    spec = build_spec(args, model_dir, data_dir, out)
+    spec = build_spec(args, model_dir, data_dir, out, data.overrides())
     count = len(spec.overrides)
     log(f"python -m verl.trainer.main_ppo --config-name {spec.config_name} + {count} overrides (command.txt)")
+    if args.launcher != "local":
+        return run_on_cluster(args, spec, start)
     log("starting Ray and verl's workers (about a minute on 2 cores) ...")
     outcome = run_local(spec, args.timeout, log)
+    print(summary(spec, outcome), flush=True)
+    log(f"total {time.monotonic() - start:.0f} s")
+    return outcome.returncode if not outcome.timed_out else 124
+
+
+def run_on_cluster(args: argparse.Namespace, spec: RunSpec, start: float) -> int:
+    """The smoke's run through a shipped launcher; the job's status, id, state and nodes, then the summary."""
+    from dataclasses import replace
+
+    spec = replace(spec, overrides=tuple(for_cluster(spec.overrides)))  # the launcher's Ray, nodes and GPUs
+    nodes = args.nodes or 2
+    timeout = args.timeout or CLUSTER_TIMEOUT
+    if args.launcher == "slurm":
+        from mapo_verl.runs.slurm import Request, SlurmError, run_slurm
+
+        request = Request(nodes=nodes, gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_node)
+        try:
+            outcome, job = run_slurm(spec, request, timeout, log)
+        except SlurmError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        log(f"slurm job {job.job_id}: {job.state} (ExitCode={job.exit_code}) on nodes {job.nodes}")
+    else:
+        from mapo_verl.runs.ray_launcher import RayLaunchError, run_ray
+
+        try:
+            outcome, job_id, status = run_ray(spec, nodes, timeout, log)
+        except RayLaunchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        log(f"ray job {job_id}: {status}")
+    if outcome.returncode != 0 and not outcome.timed_out:
+        log(f"the job failed; last lines of {spec.log_path}:")
+        print("\n".join(outcome.tail[-30:]), flush=True)
     print(summary(spec, outcome), flush=True)
     log(f"total {time.monotonic() - start:.0f} s")
     return outcome.returncode if not outcome.timed_out else 124

@@ -3,7 +3,6 @@ Qwen2.5-VL processor built without the hub, and a runner for ``python -m data_pr
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -11,24 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
+
+from mapo_verl.runs.public_layouts import EMOSET_LABELS, hub_features, image_bytes, write_hub_parquet
 
 REPO = Path(__file__).resolve().parents[2]
-EMOSET_LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
-
-
-def image_bytes(width: int, height: int, mode: str = "RGB", fmt: str = "JPEG", seed: int = 0) -> bytes:
-    """A generated image with a gradient, so that it is not trivially compressible (large ones are upscaled)."""
-    w, h = min(width, 64), min(height, 64)
-    image = Image.new("RGB", (w, h))
-    image.putdata([((x * 7 + seed) % 256, (y * 5 + seed) % 256, (x + y) % 256) for y in range(h) for x in range(w)])
-    if (w, h) != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    if mode != "RGB":
-        image = image.convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -42,40 +27,6 @@ def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
         env=env,
         timeout=120,
     )
-
-
-def hub_features(name: str):
-    """The hub's column types of ``AI4Math/MathVista`` (testmini) or ``MathLLMs/MathVision`` (``name``)."""
-    import datasets
-
-    text = datasets.Value("string")
-    columns = {
-        "mathvista": {
-            **{"pid": text, "question": text, "image": text, "decoded_image": datasets.Image()},
-            **{"choices": datasets.List(text), "unit": text, "precision": datasets.Value("float64"), "answer": text},
-            **{"question_type": text, "answer_type": text},
-            **{"metadata": text, "query": text},  # metadata is a struct on the hub; unused by the preparer
-        },
-        "mathvision": {
-            **{"id": text, "question": text, "options": datasets.List(text), "image": text},
-            **{"decoded_image": datasets.Image(), "answer": text, "solution": text},
-            **{"level": datasets.Value("int64"), "subject": text},
-        },
-    }
-    return datasets.Features(columns[name])
-
-
-def write_hub_parquet(root: Path, split: str, rows: list[dict], features) -> None:
-    """``root/data/<split>-00000-of-00001.parquet``: the layout ``datasets.load_dataset(root)`` reads.
-
-    Columns of ``features`` that a row lacks are written as nulls.
-    """
-    import datasets
-
-    (root / "data").mkdir(parents=True, exist_ok=True)
-    rows = [{column: row.get(column) for column in features} for row in rows]
-    ds = datasets.Dataset.from_list(rows, features=features)
-    ds.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
 
 
 @pytest.fixture(autouse=True)

@@ -122,7 +122,10 @@ VLLM_SMOKE_LR = "actor_rollout_ref.actor.optim.lr=1e-3"
 #: a sitecustomize (on PYTHONPATH, so in every process: trainer, Ray workers, vLLM's engine core) that turns verl's
 #: weight sync into vLLM off: the server keeps its dummy weights. The negative control of the sync assertions.
 NO_SYNC_SITECUSTOMIZE = """
-import importlib.abc, sys
+import importlib.abc, sys, time
+
+SYNC_REPLACEMENT = lambda self, *a, **k: None
+SYNC_STATE = "off"
 
 _TARGET = "verl.workers.rollout.vllm_rollout.utils"
 
@@ -140,8 +143,8 @@ class _NoSync(importlib.abc.MetaPathFinder):
 
                 def exec_module(module, _run=run):
                     _run(module)
-                    module.vLLMColocateWorkerExtension._update_weights = lambda self, *a, **k: None
-                    print("negative control: verl's weight sync into vLLM is off", file=sys.stderr)
+                    module.vLLMColocateWorkerExtension._update_weights = SYNC_REPLACEMENT
+                    print("negative control: verl's weight sync into vLLM is " + SYNC_STATE, file=sys.stderr)
 
                 spec.loader.exec_module = exec_module
                 return spec
@@ -184,13 +187,46 @@ def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python) -> SmokeRun:
     )
 
 
+#: the same, but the sync never returns: the trainer then waits silently, as verl's did after a failed sync
+HUNG_SYNC_SITECUSTOMIZE = NO_SYNC_SITECUSTOMIZE.replace(
+    "SYNC_REPLACEMENT = lambda self, *a, **k: None", "SYNC_REPLACEMENT = lambda self, *a, **k: time.sleep(3600)"
+).replace('SYNC_STATE = "off"', 'SYNC_STATE = "hung"')
+#: the smoke's time limit in the hung run: past the vLLM server's start (60-115 s measured on 2 busy cores)
+HUNG_TIMEOUT_S = 200
+
+
+def _site_with(tmp_path_factory, name: str, source: str) -> str:
+    """PYTHONPATH with a folder holding ``sitecustomize.py`` = ``source`` first."""
+    site = tmp_path_factory.mktemp(name)
+    (site / "sitecustomize.py").write_text(source)
+    return os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+
+
+@pytest.fixture(scope="session")
+def smoke_vllm_hung(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
+    """A silent hang: verl's weight sync into vLLM never returns; the smoke's --timeout must end the whole tree."""
+    out = tmp_path_factory.mktemp("smoke_vllm_hung") / "run"
+    return run_smoke(
+        out,
+        model_cache,
+        "--rollout",
+        "vllm",
+        "--steps",
+        "1",
+        "--timeout",
+        str(HUNG_TIMEOUT_S),
+        "trainer.val_before_train=False",
+        python=vllm_python,
+        extra_env={"PYTHONPATH": _site_with(tmp_path_factory, "hung_sync_site", HUNG_SYNC_SITECUSTOMIZE)},
+        expect_success=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def smoke_vllm_no_sync(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
     """Negative control: one step with verl's weight sync into vLLM turned off (the server keeps dummy weights)."""
-    site = tmp_path_factory.mktemp("no_sync_site")
-    (site / "sitecustomize.py").write_text(NO_SYNC_SITECUSTOMIZE)
     out = tmp_path_factory.mktemp("smoke_vllm_no_sync") / "run"
-    pythonpath = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    pythonpath = _site_with(tmp_path_factory, "no_sync_site", NO_SYNC_SITECUSTOMIZE)
     return run_smoke(
         out,
         model_cache,

@@ -78,7 +78,27 @@ def test_checkpoint_and_a_resumed_step(smoke_vllm, smoke_vllm_resumed):
     assert latest_checkpoint(checkpoints) == checkpoints / "global_step_3"
 
 
-def test_no_vllm_process_outlives_the_runs(smoke_vllm, smoke_vllm_resumed, smoke_vllm_no_sync):
+def test_a_silent_hang_times_out_and_ends_the_whole_tree(smoke_vllm_hung):
+    """The sync never returns and the trainer prints nothing more: the smoke's --timeout still fires, says what
+    was last seen, and leaves no process of that run (trainer, Ray, vLLM's engine) behind."""
+    assert smoke_vllm_hung.returncode == 124, smoke_vllm_hung.console[-3000:]
+    assert "[smoke] TIMED OUT; last progress seen:" in smoke_vllm_hung.console
+    assert "vLLMHttpServer" in (smoke_vllm_hung.out / "main_ppo.log").read_text(), "vLLM never started"
+    assert (
+        "negative control: verl's weight sync into vLLM is hung" in (smoke_vllm_hung.out / "main_ppo.log").read_text()
+    )
+    marker = f"VERL_FILE_LOGGER_PATH={smoke_vllm_hung.out / 'metrics.jsonl'}"
+    left = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if marker in "\n".join(f"{k}={v}" for k, v in proc.environ().items()):
+                left.append(f"{proc.info['pid']} {proc.info['name']}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    assert left == [], f"processes of the timed-out run are still alive: {left}"
+
+
+def test_no_vllm_process_outlives_the_runs(smoke_vllm, smoke_vllm_resumed, smoke_vllm_no_sync, smoke_vllm_hung):
     """The supervisor ends the trainer's whole tree: no engine core or worker of .venv-vllm is left."""
     leftovers = []
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
