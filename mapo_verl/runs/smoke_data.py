@@ -35,13 +35,37 @@ def _geo3k_records_from_realdata(root: Path) -> list[dict]:
     return rows
 
 
+#: (question, answer from the legs a, b and hypotenuse c): worded apart, so that the warm start tells them apart
+_GENERATED_QUESTIONS = (
+    ("Find x, the hypotenuse. Round to the nearest tenth.", lambda a, b, c: c),
+    ("Find the perimeter of the triangle. Round to the nearest tenth.", lambda a, b, c: a + b + c),
+    ("Find the area of the triangle.", lambda a, b, c: a * b / 2),
+    ("Which leg is longer? Give its length.", lambda a, b, c: max(a, b)),
+    ("Give the length of the shorter leg.", lambda a, b, c: min(a, b)),
+    ("What is the sum of both legs?", lambda a, b, c: a + b),
+    ("How much longer is one leg than the other?", lambda a, b, c: abs(a - b)),
+    ("Find m \\angle at the corner marked square, in degrees.", lambda a, b, c: 90),
+    ("How many sides does the polygon have?", lambda a, b, c: 3),
+    ("Find twice the shorter leg.", lambda a, b, c: 2 * min(a, b)),
+)
+
+
+def _number_text(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
 def _generated_geo3k_records(count: int = 10, seed: int = 0) -> list[dict]:
-    """Right-triangle diagrams with two labelled legs (also named in the text): find the hypotenuse x, rounded."""
+    """Right-triangle diagrams with two labelled legs, each asked a differently worded question.
+
+    Distinct wordings let the tiny model's warm start learn each training prompt's answer (about half of the sampled
+    answers right, as on the real problems), so groups of rollouts succeed at varied rates and MAPO mixes its terms
+    (lambda strictly between 0 and 1); questions that differed only in two numbers gave all-fail groups.
+    """
     from PIL import Image, ImageDraw
 
     rng = random.Random(seed)
     rows = []
-    for _ in range(count):
+    for i in range(count):
         a, b = rng.randint(3, 12), rng.randint(3, 12)
         img = Image.new("RGB", (160, 120), "white")
         draw = ImageDraw.Draw(img)
@@ -52,8 +76,9 @@ def _generated_geo3k_records(count: int = 10, seed: int = 0) -> list[dict]:
         draw.text((24 + 5 * b, 96 - 3.5 * a), "x", fill="black")
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        answer = f"{(a * a + b * b) ** 0.5:.1f}".rstrip("0").rstrip(".")
-        problem = f"<image>The legs of the right triangle are {a} and {b}. Find x. Round to the nearest tenth."
+        question, answer_of = _GENERATED_QUESTIONS[i % len(_GENERATED_QUESTIONS)]
+        answer = _number_text(answer_of(a, b, (a * a + b * b) ** 0.5))
+        problem = f"<image>The legs of the right triangle are {a} and {b}. {question}"
         rows.append({"problem": problem, "answer": answer, "image": buf.getvalue()})
     return rows
 

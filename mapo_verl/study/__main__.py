@@ -163,7 +163,7 @@ def run(plan: StudyPlan, argv: Sequence[str]) -> None:
     """Part 1 (allocation), part 2 (learning), then every table, figure and the run's settings."""
     from mapo_verl.atomic_io import write_text
     from mapo_verl.study.allocation import allocation_metrics, binary_allocation, graded_allocation
-    from mapo_verl.study.report import (
+    from mapo_verl.study.tables import (
         learning_curves_frame,
         learning_per_seed_frame,
         learning_summary,

@@ -14,8 +14,8 @@ import pandas as pd
 
 from mapo_verl.mixed_advantage import trajectory_certainty_weight
 from mapo_verl.study.estimators import get_spec
-from mapo_verl.study.report import mean_ci, save_figure
 from mapo_verl.study.simulation import SimResult
+from mapo_verl.study.tables import mean_ci, save_figure
 
 PLOTS_EXTRA_HINT = "pip install 'mapo-verl[plots]'"
 

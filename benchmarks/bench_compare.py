@@ -1,0 +1,54 @@
+"""The ``--quick`` comparison as a benchmark: MAPO and GRPO, 2 seeds each, through verl's trainer on the CPU backend.
+
+    flock /tmp/mapo-heavy.lock .venv/bin/python benchmarks/bench_compare.py [--out out/bench_compare] [--publish]
+
+Runs ``python -m mapo_verl compare --quick`` (other arguments are passed on), times it, and prints the table.
+``--publish`` copies ``table.md``, ``curves.png`` and ``summary.json`` into ``docs/learning/`` (as ``quick_*``), the
+measured result that ``docs/learning.md`` shows. Never a timed test: two busy cores make time limits flaky.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from mapo_verl.runs.compare import main
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "learning"
+PUBLISHED = ("table.md", "curves.png", "summary.json")
+
+
+def publish(out: Path, dest: Path = DOCS) -> list[Path]:
+    """Copy the comparison's table, plot and summary into ``dest`` as ``quick_<name>``; returns the copies."""
+    from mapo_verl.atomic_io import atomic_write
+
+    dest.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for name in PUBLISHED:
+        if (out / name).is_file():
+            target = dest / f"quick_{name}"
+            atomic_write(target, lambda tmp, src=out / name: shutil.copyfile(src, tmp))
+            copies.append(target)
+    return copies
+
+
+def run(argv: list[str]) -> int:
+    argv = list(argv)
+    do_publish = "--publish" in argv
+    argv = [a for a in argv if a != "--publish"]
+    if "--out" not in argv:
+        argv = ["--out", "out/bench_compare", *argv]
+    out = Path(argv[argv.index("--out") + 1])
+    start = time.monotonic()
+    status = main(["--quick", *argv])
+    print(f"[bench_compare] compare --quick: {time.monotonic() - start:.0f} s wall, exit status {status}", flush=True)
+    if do_publish:
+        for path in publish(out):
+            print(f"[bench_compare] published {path}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

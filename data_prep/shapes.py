@@ -1,0 +1,147 @@
+"""A learnable picture task drawn here (nothing downloaded) -> ``OUT/{train,test}.parquet`` ($MAPO_DATA_DIR/shapes).
+
+Each 112 x 112 picture holds filled circles and squares on white; every answer is one digit, 1 to 4, checked by
+the router reward (``data_source`` ``mapo/shapes``, scored like a math answer in ``\\boxed{}``). Two kinds of
+question, so that a small model meets easy and hard prompts and groups of rollouts succeed at varied rates:
+
+* ``colour`` (easy): one large shape filling most of the picture; "What colour is the shape? Answer 1 for red,
+  2 for green, 3 for blue, 4 for yellow." The answer is a function of the mean pixel colour.
+* ``count`` (hard): one to four small shapes of one colour; "How many shapes are in the picture?"
+
+Answers are balanced within each kind. Train and test pictures come from different seeds (``--seed`` and
+``--seed + 1``), so no test picture is a training picture. ``--local-dataset-path`` is not used.
+
+    python -m data_prep.shapes --train-size 512 --test-size 64 --local-save-dir out/shapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+from dataclasses import dataclass
+
+from data_prep.cli import base_parser, out_dir_of, run_main
+from data_prep.prompts import math_prompt
+from data_prep.rows import make_row
+from data_prep.writer import Summary, write_split
+
+DATA_SOURCE = "mapo/shapes"
+SIZE = 112
+#: answer digit -> (colour name, RGB); the colour question names this mapping.
+COLOURS = {
+    "1": ("red", (220, 30, 30)),
+    "2": ("green", (30, 170, 40)),
+    "3": ("blue", (30, 60, 220)),
+    "4": ("yellow", (235, 200, 20)),
+}
+COLOUR_QUESTION = "What colour is the shape? Answer 1 for red, 2 for green, 3 for blue, 4 for yellow."
+COUNT_QUESTION = "How many shapes are in the picture? Answer with a number from 1 to 4."
+KINDS = ("colour", "count")
+#: kind -> its question text
+QUESTIONS = {"colour": COLOUR_QUESTION, "count": COUNT_QUESTION}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One generated question: its kind, text, answer digit and PNG bytes."""
+
+    kind: str
+    question: str
+    answer: str
+    image: bytes
+
+
+def _draw_shape(draw, box: tuple[int, int, int, int], colour: tuple[int, int, int], circle: bool) -> None:
+    (draw.ellipse if circle else draw.rectangle)(box, fill=colour)
+
+
+def _png(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def colour_item(answer: str, rng: random.Random) -> Item:
+    """One large shape of the answer's colour, filling most of the picture: every image token sees the colour."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (SIZE, SIZE), "white")
+    side = rng.randint(88, SIZE - 8)
+    x, y = rng.randint(4, SIZE - side - 4), rng.randint(4, SIZE - side - 4)
+    _draw_shape(ImageDraw.Draw(img), (x, y, x + side, y + side), COLOURS[answer][1], rng.random() < 0.5)
+    return Item("colour", COLOUR_QUESTION, answer, _png(img))
+
+
+def count_item(answer: str, rng: random.Random) -> Item:
+    """``answer`` small shapes of one colour, one per quadrant (random quadrants, jittered), never overlapping."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (SIZE, SIZE), "white")
+    draw = ImageDraw.Draw(img)
+    colour = COLOURS[rng.choice(sorted(COLOURS))][1]
+    half = SIZE // 2
+    for qx, qy in rng.sample([(0, 0), (half, 0), (0, half), (half, half)], int(answer)):
+        side = rng.randint(22, 34)
+        x, y = qx + rng.randint(4, half - side - 4), qy + rng.randint(4, half - side - 4)
+        _draw_shape(draw, (x, y, x + side, y + side), colour, rng.random() < 0.5)
+    return Item("count", COUNT_QUESTION, answer, _png(img))
+
+
+def generate(count: int, seed: int) -> list[Item]:
+    """``count`` items, the two kinds alternating, answers balanced within each kind, in a seeded order."""
+    rng = random.Random(seed)
+    items = []
+    for i in range(count):
+        kind = KINDS[i % 2]
+        answer = str((i // 2) % 4 + 1)
+        items.append(colour_item(answer, rng) if kind == "colour" else count_item(answer, rng))
+    rng.shuffle(items)
+    return items
+
+
+def row_of(item: Item, split: str, index: int) -> dict:
+    """The item as a row of verl's schema (the math prompt's instruction; ground truth the digit)."""
+    return make_row(
+        data_source=DATA_SOURCE,
+        content=math_prompt(item.question, 1),
+        images=[{"bytes": item.image}],
+        ability="math",
+        ground_truth=item.answer,
+        split=split,
+        index=index,
+        source_id=f"{split}-{index}",
+        question=item.question,
+        answer=item.answer,
+        question_type=item.kind,
+    )
+
+
+def prepare(args: argparse.Namespace) -> Summary:
+    summary = Summary("shapes", out_dir_of(args))
+    for split, size, seed in (("train", args.train_size, args.seed), ("test", args.test_size, args.seed + 1)):
+        items = generate(size, seed)
+        write_split(
+            summary=summary,
+            split=split,
+            records=items,
+            convert=lambda i, item, split=split: row_of(item, split, i),
+            record_id=lambda i, item: f"item {i}",
+            args=args,
+            total=len(items),
+        )
+    summary.notes.append(f"data_source {DATA_SOURCE}: {', '.join(KINDS)} questions, answers 1-4 (balanced)")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("shapes", __doc__)
+    parser.add_argument("--train-size", type=int, default=512, help="training questions (512)")
+    parser.add_argument("--test-size", type=int, default=64, help="held-out questions (64)")
+    parser.set_defaults(seed=0)
+    return run_main(prepare, parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

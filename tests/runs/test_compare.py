@@ -1,0 +1,171 @@
+"""``python -m mapo_verl compare``'s pieces without a trainer: statistics, log reading, outputs, run specs, the task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from data_prep import shapes
+from mapo_verl.cli import main as cli_main
+from mapo_verl.runs import compare
+from reward_fns.router import compute_score
+
+
+def _settings(**kw) -> compare.Settings:
+    base = dict(estimators=("mapo", "grpo"), seeds=(1, 2), steps=4, test_freq=2)
+    return compare.Settings(**{**base, **kw})
+
+
+def _write_run(run_dir: Path, val: list[tuple[int, float]], scores: dict[int, list[list[float]]]) -> None:
+    """A verl file-logger JSONL and rollout dumps (``uid`` = ``<group>_<rollout>_<output>``) as verl writes them."""
+    run_dir.mkdir(parents=True)
+    lines = []
+    for step, acc in val:
+        lines.append({"step": step, "data": {"val-core/mapo/shapes/acc/mean@1": acc}})
+        if step:
+            lines.append({"step": step, "data": {"actor/pg_loss": 0.1, "critic/score/mean": acc}})
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (run_dir / "rollouts").mkdir()
+    for step, groups in scores.items():
+        rows = [
+            {"uid": f"g{g}_{r}_0", "score": s, "output": "", "input": "", "step": step}
+            for g, group in enumerate(groups)
+            for r, s in enumerate(group)
+        ]
+        (run_dir / "rollouts" / f"{step}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (run_dir / "validation").mkdir()
+    for step, acc in val:  # 4 held-out rows per step: colour right at rate acc * 2 (capped), count never
+        colour_hits = round(min(2 * acc, 1.0) * 2)
+        rows = [
+            {"input": f"<image>{shapes.QUESTIONS[kind]}", "acc": float(kind == "colour" and i < colour_hits)}
+            for kind in ("colour", "count")
+            for i in range(2)
+        ]
+        (run_dir / "validation" / f"{step}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def test_interval_uses_student_t() -> None:
+    mean, lo, hi = compare.interval([0.2, 0.4])
+    assert mean == pytest.approx(0.3)
+    assert hi - mean == pytest.approx(12.706 * 0.1414213562 / 1.4142135624, rel=1e-4)
+    assert mean - lo == pytest.approx(hi - mean)
+    assert compare.interval([0.5]) == (0.5, 0.5, 0.5)
+    assert all(v != v for v in compare.interval([]))  # NaN
+
+
+def test_steps_to_target_and_lambda() -> None:
+    assert compare.steps_to_target([[0, 0.1], [4, 0.6], [8, 0.7]], 0.5) == 4
+    assert compare.steps_to_target([[0, 0.1]], 0.5) is None
+    assert compare.lambdas([0.5, 0.0, 0.25, 1.0]) == pytest.approx([0.0, 1.0, 0.25, 1.0])
+    assert compare.mean_lambda([0.0, 0.5]) == pytest.approx(0.5)
+
+
+def test_reads_runs_and_writes_summary_table(tmp_path: Path) -> None:
+    _write_run(tmp_path / "runs" / "mapo-s1", [(0, 0.1), (2, 0.3), (4, 0.5)], {1: [[1.0, 0, 0.1, 0], [0, 0, 0, 0]]})
+    _write_run(tmp_path / "runs" / "grpo-s1", [(0, 0.2), (2, 0.2), (4, 0.4)], {1: [[1.0, 1.0, 1.0, 1.0]]})
+    runs = []
+    for est in ("mapo", "grpo"):
+        run_dir = tmp_path / "runs" / f"{est}-s1"
+        entry = {"estimator": est, "seed": 1, "metrics": f"runs/{est}-s1/metrics.jsonl", "returncode": 0, "seconds": 1}
+        runs.append({**entry, **compare.read_run(run_dir)})
+    assert runs[0]["val_acc"] == [[0, 0.1], [2, 0.3], [4, 0.5]] and runs[0]["steps"] == 4
+    assert sorted(runs[0]["p"][1]) == [0.0, 0.25]
+    summary = compare.write_outputs(tmp_path, _settings(seeds=(1,)), runs)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["runs"] == summary["runs"]
+    first = on_disk["runs"][0]
+    assert {"estimator", "seed", "steps", "metrics", "val_acc"} <= first.keys()
+    assert (tmp_path / first["metrics"]).is_file()  # relative to DIR
+    mapo_row = next(r for r in on_disk["table"] if r["estimator"] == "mapo")
+    assert mapo_row["rise"][0] == pytest.approx(0.4) and mapo_row["steps_to_target"] == [4]
+    table = (tmp_path / "table.md").read_text()
+    assert "| mapo | 1 |" in table and "| grpo | 1 |" in table
+    # certainty side by side: mapo's step-1 groups p=0.25 and p=0 -> mean lambda (0.25 + 1) / 2; grpo's p=1 -> 1
+    assert "0.625" in table and "1.000" in table
+    # per question kind, from the validation dumps: mapo's colour 0 -> 1, count 0 throughout
+    assert runs[0]["kinds"] == {"colour": [[0, 0.0], [2, 0.5], [4, 1.0]], "count": [[0, 0.0], [2, 0.0], [4, 0.0]]}
+    assert "| mapo | colour | 0.000 [0.000, 0.000] | 1.000 [1.000, 1.000] |" in table
+    assert compare.question_kind("<image>Find x.") == "other"
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_missing_log_reads_as_empty_run(tmp_path: Path) -> None:
+    result = compare.read_run(tmp_path / "absent")
+    assert result["val_acc"] == [] and result["steps"] == 0
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return compare.build_parser().parse_args(["--out", "x", *argv])
+
+
+def test_settings_quick_defaults_and_errors() -> None:
+    s = compare.settings_of(_args("--quick"))
+    assert s.estimators == ("mapo", "grpo") and s.seeds == (1, 2) and s.steps == compare.QUICK["steps"]
+    with pytest.raises(ValueError, match="not a Hydra override"):
+        compare.settings_of(_args("oops"))
+    with pytest.raises(ValueError, match="--seeds"):
+        compare.settings_of(_args("--seeds", "0"))
+    assert cli_main(["compare", "--out", "x", "--steps", "0"]) == 2
+
+
+def test_run_specs_share_seeds_and_pass_user_overrides(tmp_path: Path) -> None:
+    s = _settings(overrides=("actor_rollout_ref.actor.optim.lr=1e-5",))
+    specs = {
+        e: compare.run_spec(s, e, 2, tmp_path / "run", tmp_path / "model", tmp_path / "data") for e in ("mapo", "grpo")
+    }
+    for est, spec in specs.items():
+        args = spec.main_ppo_args()
+        assert f"algorithm.adv_estimator={est}" in args
+        assert "data.seed=2" in args and "actor_rollout_ref.rollout.seed=2" in args
+        assert [a for a in args if a.startswith("actor_rollout_ref.actor.optim.lr=")] == [
+            "actor_rollout_ref.actor.optim.lr=1e-5"
+        ]
+        assert spec.env["VERL_PLATFORM"] == "cpu"
+    differ = set(specs["mapo"].main_ppo_args()) ^ set(specs["grpo"].main_ppo_args())
+    assert {a.split("=")[0] for a in differ} == {"algorithm.adv_estimator", "trainer.experiment_name"}
+    gpu = compare.run_spec(
+        _settings(backend="gpu", config="mapo_geo3k_qwen2_5_vl_7b", overrides=("trainer.nnodes=4",)),
+        "grpo",
+        1,
+        tmp_path / "g",
+        None,
+        None,
+    )
+    assert "trainer.nnodes=4" in gpu.main_ppo_args() and "VERL_PLATFORM" not in {
+        k for k, v in gpu.env.items() if v == "cpu"
+    }
+    assert not any(a.startswith("actor_rollout_ref.model.path=") for a in gpu.main_ppo_args())
+    assert gpu.env["VERL_FILE_LOGGER_PATH"] == str(tmp_path / "g" / "metrics.jsonl")
+
+
+def test_shapes_task_is_balanced_deterministic_and_scored(tmp_path: Path) -> None:
+    items = shapes.generate(64, seed=0)
+    assert [i.image for i in items] == [i.image for i in shapes.generate(64, seed=0)]
+    assert Counter((i.kind, i.answer) for i in items) == {(k, a): 8 for k in shapes.KINDS for a in "1234"}
+    test = shapes.generate(16, seed=1)
+    assert not {i.image for i in test} & {i.image for i in items}
+    assert (
+        shapes.main(["--local-save-dir", str(tmp_path), "--train-size", "8", "--test-size", "4", "--no-progress"]) == 0
+    )
+    rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
+    assert len(rows) == 8 and pq.read_table(tmp_path / "test.parquet").num_rows == 4
+    row = rows[0]
+    assert row["data_source"] == shapes.DATA_SOURCE and row["prompt"][0]["content"].startswith("<image>")
+    truth = row["reward_model"]["ground_truth"]
+    assert compute_score(row["data_source"], f"<think> a </think> \\boxed{{{truth}}}", truth)["score"] == 1.0
+    assert compute_score(row["data_source"], "<think> a </think> \\boxed{9}", truth)["acc"] == 0.0
+
+
+def test_format_examples_never_carry_the_answers(tmp_path: Path) -> None:
+    shapes.main(["--local-save-dir", str(tmp_path), "--train-size", "64", "--test-size", "4", "--no-progress"])
+    examples = compare.format_examples(tmp_path / "train.parquet", count=64)
+    truths = [r["reward_model"]["ground_truth"] for r in pq.read_table(tmp_path / "train.parquet").to_pylist()]
+    agree = sum(e.answer == t for e, t in zip(examples, truths, strict=True))
+    assert agree < 32  # random answers (chance: 16 of 64), not the labels
+    assert {e.answer for e in examples} <= set("1234")
