@@ -23,17 +23,15 @@ no central directory). Folders of other layouts (Megatron) are judged on ``data.
 
 :func:`install` puts the check in front of ``find_latest_ckpt_path`` in every verl process (the plug-in calls it; a
 GPU run gets it with ``pip install mapo-verl``). It wraps the function by name when verl's checkpoint module is
-imported, before the trainers import it; it checks verl's source first and, where it changed, leaves verl as it is
-with a warning. ``MAPO_CHECKPOINT_GUARD=0`` turns it off. ``python -m mapo_verl.checkpoint_guard DIR`` runs the
-check by hand (``--dry-run``: report only).
+imported (:mod:`mapo_verl.post_import`), before the trainers import it; it checks verl's source first and, where it
+changed, leaves verl as it is with a warning. ``MAPO_CHECKPOINT_GUARD=0`` turns it off.
+``python -m mapo_verl.checkpoint_guard DIR`` runs the check by hand (``--dry-run``: report only).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import logging
 import os
@@ -44,6 +42,8 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from mapo_verl.post_import import call_after_import
 
 logger = logging.getLogger(__name__)
 
@@ -209,31 +209,6 @@ def _wrap(module: Any) -> None:
             setattr(other, VERL_FUNCTION, wrapper)
 
 
-class _Loader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._loader.exec_module(module)
-        _wrap(module)
-
-
-class _Finder(importlib.abc.MetaPathFinder):
-    """Wraps verl's reader right after its module's first import; otherwise out of the way."""
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != VERL_MODULE:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return None
-        spec.loader = _Loader(spec.loader)
-        return spec
-
-
 def install() -> bool:
     """Put :func:`check_tracker` in front of verl's ``find_latest_ckpt_path`` (now, or when it is imported)."""
     if os.environ.get("MAPO_CHECKPOINT_GUARD", "1") == "0":
@@ -242,11 +217,7 @@ def install() -> bool:
     if problems:
         logger.warning("mapo checkpoint guard off, verl changed: %s", "; ".join(problems))
         return False
-    module = sys.modules.get(VERL_MODULE)
-    if module is not None:
-        _wrap(module)
-    elif not any(isinstance(f, _Finder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Finder())
+    call_after_import(VERL_MODULE, _wrap)
     return True
 
 

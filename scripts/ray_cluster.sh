@@ -16,6 +16,7 @@
 # cleared (verl's workers refuse it next to the CUDA_VISIBLE_DEVICES that Ray sets per GPU actor).
 # `stop` runs `ray stop`: it ends every Ray process of this user on the node, other clusters included.
 # MAPO_FORWARD_ENV: more variable names (space separated) that `submit` copies into the job's runtime env.
+# RAY_SUBMIT_RETRIES (default 24): `submit` retries every 5 s while a fresh cluster has no job agent yet.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -89,7 +90,27 @@ PY
             echo
             exit 0
         fi
-        "${CMD[@]}"
+        # A cluster that has just started refuses jobs until its dashboard agent is up ("No available agent to
+        # submit job, please try again later"): retried every 5 s, RAY_SUBMIT_RETRIES times (default 24).
+        for ((attempt = 1; ; attempt++)); do
+            if out="$("${CMD[@]}" 2>&1)"; then
+                echo "$out"
+                break
+            fi
+            if [[ "$out" != *"No available agent to submit job"* ]]; then
+                echo "$out" >&2
+                exit 1
+            fi
+            if [[ $attempt -ge ${RAY_SUBMIT_RETRIES:-24} ]]; then
+                echo "$out" >&2
+                echo "error: the head's job agent did not come up within $((attempt * 5)) s. Is another Ray running on" \
+                    "the head host? Its dashboard agent holds port 52365: start this head with" \
+                    "--dashboard-agent-listen-port=<free port> (scripts/ray_cluster.sh head --dashboard-agent-listen-port=...)" >&2
+                exit 1
+            fi
+            echo "the cluster's job agent is not up yet; submitting again in 5 s ($attempt)" >&2
+            sleep 5
+        done
         echo "follow it with: ray job logs --follow <submission id>   (or the dashboard at ${RAY_ADDRESS:-http://127.0.0.1:8265})"
         ;;
     *)

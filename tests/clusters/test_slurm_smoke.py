@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,6 @@ from mapo_verl.runs import local_slurm
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).parent / "ray")
 
 
 def _environ(pid: str) -> dict[str, str]:
@@ -66,46 +64,11 @@ def slurm():
         yield cluster
 
 
-@pytest.fixture(scope="module")
-def neighbour(tmp_path_factory):
-    """Someone else's Ray on this machine: a head started by `ray start` (this test's pid, its own port and temp
-    dir). It writes Ray's pointer /tmp/ray/ray_current_cluster, which the smoke must not follow either."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    temp = Path(f"/tmp/ray-nb-{os.getpid()}")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(
-        [RAY, "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp}", "--num-cpus=1",
-         "--include-dashboard=false", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while _alive_nodes(address) != 1:
-        assert proc.poll() is None and time.monotonic() < deadline, "the neighbour Ray did not start"
-        time.sleep(1)
-    yield proc, address
-    os.killpg(proc.pid, 15)  # only the group this test started
-    proc.wait(timeout=60)
-    pointer = Path("/tmp/ray/ray_current_cluster")
-    if pointer.exists() and address in pointer.read_text():
-        pointer.unlink()  # leave no stale pointer to a cluster that is gone
-
-
-def _alive_nodes(address: str) -> int:
-    code = "import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False); print(len(ray.nodes()))"
-    proc = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "RAY_AUTH_MODE": "disabled"})  # fmt: skip
-    lines = proc.stdout.strip().splitlines()
-    return int(lines[-1]) if proc.returncode == 0 and lines and lines[-1].isdigit() else 0
-
-
-def _smoke(cluster, out: Path, *extra: str, neighbour_address: str | None = None) -> subprocess.Popen:
+def _smoke(cluster, out: Path, *extra: str, neighbour=None) -> subprocess.Popen:
     env = {**cluster.env(), "RAY_AUTH_MODE": "disabled"}
-    if neighbour_address:
-        env["RAY_ADDRESS"] = neighbour_address  # the smoke must not attach to it
+    if neighbour:
+        neighbour.own_pointer()
+        env["RAY_ADDRESS"] = neighbour.address  # the smoke must not attach to it
     cmd = [sys.executable, "-m", "mapo_verl", "smoke", "--launcher", "slurm", "--nodes", "2", "--steps", "1",
            "--out", str(out), "--timeout", "600", *extra]  # fmt: skip
     return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -125,7 +88,7 @@ def two_node_job(slurm, neighbour, tmp_path_factory):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    proc = _smoke(slurm, out, neighbour_address=neighbour[1])
+    proc = _smoke(slurm, out, neighbour=neighbour)
     output, _ = proc.communicate(timeout=900)
     stop.set()
     sampler.join(timeout=10)
@@ -154,8 +117,7 @@ def test_no_ray_process_left_and_the_neighbour_is_alive(two_node_job, slurm, nei
     while ray_processes_of(slurm.conf) and time.monotonic() < deadline:
         time.sleep(1)
     assert not ray_processes_of(slurm.conf)
-    proc, address = neighbour
-    assert proc.poll() is None and _alive_nodes(address) == 1
+    assert neighbour.is_alive()
 
 
 def test_bad_config_key_fails_with_the_key_named(two_node_job, slurm, tmp_path):
