@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mapo_verl.runs.local import run_local
 from mapo_verl.runs.rollouts import ROLLOUTS, Rollout
@@ -46,21 +47,10 @@ def log(msg: str) -> None:
     print(f"[smoke] {msg}", flush=True)
 
 
-def smoke_overrides(
-    model_dir: Path,
-    data_dir: Path,
-    out: Path,
-    steps: int,
-    estimator: str | None,
-    prompts: int,
-    n: int,
-    rollout: Rollout = ROLLOUTS["hf"],
-) -> list[str]:
-    """The tiny shrink of the shipped config plus the rollout backend's overrides."""
-    base = tiny_overrides(
-        model_dir=model_dir, data_dir=data_dir, out=out, steps=steps, estimator=estimator, prompts=prompts, n=n
-    )
-    return base + list(rollout.overrides)
+def smoke_overrides(rollout: Rollout = ROLLOUTS["hf"], **tiny: Any) -> list[str]:
+    """The tiny shrink of the shipped config (:func:`~mapo_verl.runs.spec.tiny_overrides`'s keywords) plus the
+    rollout backend's overrides."""
+    return [*tiny_overrides(**tiny), *rollout.overrides]
 
 
 def build_spec(
@@ -68,7 +58,16 @@ def build_spec(
 ) -> RunSpec:
     """The smoke's run description from its arguments, then the config's data files, then the user's overrides."""
     rollout = ROLLOUTS[args.rollout]
-    overrides = smoke_overrides(model_dir, data_dir, out, args.steps, args.estimator, args.prompts, args.n, rollout)
+    overrides = smoke_overrides(
+        rollout,
+        model_dir=model_dir,
+        data_dir=data_dir,
+        out=out,
+        steps=args.steps,
+        estimator=args.estimator,
+        prompts=args.prompts,
+        n=args.n,
+    )
     spec = RunSpec(
         out=out,
         overrides=tuple(overrides),

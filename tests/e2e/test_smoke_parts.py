@@ -17,7 +17,9 @@ def test_user_overrides_replace_the_smokes_own_for_the_same_key():
 
 
 def test_overrides_keep_the_shipped_config_and_select_the_cpu_backend(tmp_path):
-    overrides = smoke.smoke_overrides(tmp_path / "m", tmp_path / "d", tmp_path / "o", 2, "mapo", 4, 4)
+    overrides = smoke.smoke_overrides(
+        model_dir=tmp_path / "m", data_dir=tmp_path / "d", out=tmp_path / "o", steps=2, estimator="mapo", prompts=4, n=4
+    )
     keys = {spec.override_key(o): o.split("=", 1)[1] for o in overrides}
     assert keys["actor_rollout_ref.rollout.name"] == "hf"
     assert keys["algorithm.adv_estimator"] == "mapo"
