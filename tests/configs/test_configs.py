@@ -244,6 +244,7 @@ def test_main_ppo_cfg_job_with_shipped_config(subprocess_env, tmp_path):
         "reward_min": 0.0,
         "lambda_fn": "linear",
         "epsilon": 1e-6,
+        "lambda_assignment": "group",
     }
     assert job["actor_rollout_ref"]["rollout"]["n"] == 12
     assert job["trainer"]["experiment_name"] == "mapo_geo3k_qwen2_5_vl_7b"
