@@ -34,7 +34,7 @@ from pathlib import Path
 
 from mapo_verl.atomic_io import write_text
 from mapo_verl.runs.local import run_local
-from mapo_verl.runs.rollouts import ROLLOUTS
+from mapo_verl.runs.rollouts import ROLLOUTS, cpu_run_spec
 from mapo_verl.runs.spec import (
     CONFIG_DIR,
     DEFAULT_CONFIG,
@@ -42,7 +42,6 @@ from mapo_verl.runs.spec import (
     RunSpec,
     bad_overrides,
     tiny_overrides,
-    trainer_env,
 )
 
 #: ``--quick``: both estimators, 2 seeds each; estimated at about 12 minutes on 2 CPU cores (docs/learning.md).
@@ -410,15 +409,7 @@ def run_spec(
         "trainer.save_freq=-1",
         "actor_rollout_ref.rollout.val_kwargs.temperature=0",  # greedy held-out answers: no sampling noise
     ]
-    spec = RunSpec(
-        out=run_dir,
-        overrides=tuple(base),
-        steps=settings.steps,
-        config_name=settings.config,
-        env=trainer_env(run_dir, rollout.env),
-        python=rollout.python(),
-        markers=(rollout.ready_marker,),
-    )
+    spec = cpu_run_spec(rollout, out=run_dir, overrides=base, steps=settings.steps, config_name=settings.config)
     return spec.with_overrides([*common, *cpu, *settings.overrides])
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mapo_verl.runs.spec import REPO_ROOT
+from mapo_verl.runs.spec import REPO_ROOT, RunSpec, trainer_env
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,16 @@ VLLM = Rollout(
 )
 
 ROLLOUTS: dict[str, Rollout] = {HF.name: HF, VLLM.name: VLLM}
+
+
+def cpu_run_spec(rollout: Rollout, *, out: Path, overrides: Sequence[str], steps: int, config_name: str) -> RunSpec:
+    """A CPU run of ``config_name`` with this rollout backend: its environment, interpreter and progress marker."""
+    return RunSpec(
+        out=out,
+        overrides=tuple(overrides),
+        steps=steps,
+        config_name=config_name,
+        env=trainer_env(out, rollout.env),
+        python=rollout.python(),
+        markers=(rollout.ready_marker,),
+    )

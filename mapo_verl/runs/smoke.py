@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mapo_verl.runs.local import run_local
-from mapo_verl.runs.rollouts import ROLLOUTS, Rollout
+from mapo_verl.runs.rollouts import ROLLOUTS, Rollout, cpu_run_spec
 from mapo_verl.runs.spec import (
     CONFIG_DIR,
     DEFAULT_CONFIG,
@@ -35,7 +35,6 @@ from mapo_verl.runs.spec import (
     bad_overrides,
     for_cluster,
     tiny_overrides,
-    trainer_env,
 )
 from mapo_verl.runs.summary import summary
 
@@ -68,15 +67,7 @@ def build_spec(
         prompts=args.prompts,
         n=args.n,
     )
-    spec = RunSpec(
-        out=out,
-        overrides=tuple(overrides),
-        steps=args.steps,
-        config_name=args.config,
-        env=trainer_env(out, rollout.env),
-        python=rollout.python(),
-        markers=(rollout.ready_marker,),
-    )
+    spec = cpu_run_spec(rollout, out=out, overrides=overrides, steps=args.steps, config_name=args.config)
     return spec.with_overrides(data_overrides).with_overrides(args.overrides)
 
 
