@@ -1,15 +1,17 @@
 """A learnable picture task drawn here (nothing downloaded) -> ``OUT/{train,test}.parquet`` ($MAPO_DATA_DIR/shapes).
 
-Each 112 x 112 picture holds filled circles and squares on white; every answer is one digit, 1 to 4, checked by
+Each 224 x 224 picture holds filled circles and squares on white; every answer is one digit, 1 to 4, checked by
 the router reward (``data_source`` ``mapo/shapes``, scored like a math answer in ``\\boxed{}``). Two kinds of
-question, so that a small model meets easy and hard prompts and groups of rollouts succeed at varied rates:
+question, so that a small model meets easy and hard prompts and groups of rollouts succeed at varied rates
+(``--count-share`` of them count questions, 1/4 by default):
 
 * ``colour`` (easy): one large shape filling most of the picture; "What colour is the shape? Answer 1 for red,
   2 for green, 3 for blue, 4 for yellow." The answer is a function of the mean pixel colour.
 * ``count`` (hard): one to four small shapes of one colour; "How many shapes are in the picture?"
 
-Answers are balanced within each kind. Train and test pictures come from different seeds (``--seed`` and
-``--seed + 1``), so no test picture is a training picture. ``--local-dataset-path`` is not used.
+Answers are balanced within each kind (exactly when each kind's count is a multiple of 4). Train and test pictures
+come from different seeds (``--seed`` and ``--seed + 1``), so no test picture is a training picture.
+``--local-dataset-path`` is not used.
 
     python -m data_prep.shapes --train-size 512 --test-size 64 --local-save-dir out/shapes
 """
@@ -28,7 +30,9 @@ from data_prep.rows import make_row
 from data_prep.writer import Summary, write_split
 
 DATA_SOURCE = "mapo/shapes"
-SIZE = 112
+SIZE = 224
+#: the share of count (hard) questions in each split
+COUNT_SHARE = 0.25
 #: answer digit -> (colour name, RGB); the colour question names this mapping.
 COLOURS = {
     "1": ("red", (220, 30, 30)),
@@ -68,8 +72,8 @@ def colour_item(answer: str, rng: random.Random) -> Item:
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (SIZE, SIZE), "white")
-    side = rng.randint(88, SIZE - 8)
-    x, y = rng.randint(4, SIZE - side - 4), rng.randint(4, SIZE - side - 4)
+    side = rng.randint(SIZE * 4 // 5, SIZE - 16)
+    x, y = rng.randint(8, SIZE - side - 8), rng.randint(8, SIZE - side - 8)
     _draw_shape(ImageDraw.Draw(img), (x, y, x + side, y + side), COLOURS[answer][1], rng.random() < 0.5)
     return Item("colour", COLOUR_QUESTION, answer, _png(img))
 
@@ -83,20 +87,21 @@ def count_item(answer: str, rng: random.Random) -> Item:
     colour = COLOURS[rng.choice(sorted(COLOURS))][1]
     half = SIZE // 2
     for qx, qy in rng.sample([(0, 0), (half, 0), (0, half), (half, half)], int(answer)):
-        side = rng.randint(22, 34)
-        x, y = qx + rng.randint(4, half - side - 4), qy + rng.randint(4, half - side - 4)
+        side = rng.randint(half * 2 // 5, half * 3 // 5)
+        x, y = qx + rng.randint(8, half - side - 8), qy + rng.randint(8, half - side - 8)
         _draw_shape(draw, (x, y, x + side, y + side), colour, rng.random() < 0.5)
     return Item("count", COUNT_QUESTION, answer, _png(img))
 
 
-def generate(count: int, seed: int) -> list[Item]:
-    """``count`` items, the two kinds alternating, answers balanced within each kind, in a seeded order."""
+def generate(count: int, seed: int, count_share: float = COUNT_SHARE) -> list[Item]:
+    """``count`` items, ``round(count * count_share)`` of them count questions and the rest colour questions,
+    answers cycling 1-4 within each kind, in a seeded order."""
+    if not 0.0 <= count_share <= 1.0:
+        raise ValueError(f"count_share must lie in [0, 1], got {count_share}")
     rng = random.Random(seed)
-    items = []
-    for i in range(count):
-        kind = KINDS[i % 2]
-        answer = str((i // 2) % 4 + 1)
-        items.append(colour_item(answer, rng) if kind == "colour" else count_item(answer, rng))
+    n_count = round(count * count_share)
+    items = [count_item(str(i % 4 + 1), rng) for i in range(n_count)]
+    items += [colour_item(str(i % 4 + 1), rng) for i in range(count - n_count)]
     rng.shuffle(items)
     return items
 
@@ -121,7 +126,7 @@ def row_of(item: Item, split: str, index: int) -> dict:
 def prepare(args: argparse.Namespace) -> Summary:
     summary = Summary("shapes", out_dir_of(args))
     for split, size, seed in (("train", args.train_size, args.seed), ("test", args.test_size, args.seed + 1)):
-        items = generate(size, seed)
+        items = generate(size, seed, args.count_share)
         write_split(
             summary=summary,
             split=split,
@@ -131,7 +136,9 @@ def prepare(args: argparse.Namespace) -> Summary:
             args=args,
             total=len(items),
         )
-    summary.notes.append(f"data_source {DATA_SOURCE}: {', '.join(KINDS)} questions, answers 1-4 (balanced)")
+    summary.notes.append(
+        f"data_source {DATA_SOURCE}: {', '.join(KINDS)} questions ({args.count_share:g} count), answers 1-4"
+    )
     return summary
 
 
@@ -139,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser("shapes", __doc__)
     parser.add_argument("--train-size", type=int, default=512, help="training questions (512)")
     parser.add_argument("--test-size", type=int, default=64, help="held-out questions (64)")
+    parser.add_argument(
+        "--count-share", type=float, default=COUNT_SHARE, help=f"share of count (hard) questions ({COUNT_SHARE:g})"
+    )
     parser.set_defaults(seed=0)
     return run_main(prepare, parser, argv)
 

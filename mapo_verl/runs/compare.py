@@ -24,11 +24,12 @@ import argparse
 import json
 import math
 import os
-import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from mapo_verl.runs.spec import (
     bad_overrides,
     tiny_overrides,
 )
+from mapo_verl.runs.tiny_model import TinyModelSpec
 
 #: ``--quick``: both estimators, 2 seeds each; estimated at about 12 minutes on 2 CPU cores (docs/learning.md).
 QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 24, "test_freq": 6}
@@ -63,12 +65,12 @@ class Settings:
     test_freq: int
     backend: str = "cpu"
     config: str = DEFAULT_CONFIG
-    prompts: int = 8
-    n: int = 4
+    prompts: int = 16
+    n: int = 8
     lr: float = 1e-3
     train_size: int = 512
     test_size: int = 64
-    warm_steps: int = 600
+    warm_steps: int = 300
     target: float = 0.5
     overrides: tuple[str, ...] = ()
 
@@ -348,26 +350,27 @@ def prepare_shapes(out: Path, train_size: int, test_size: int) -> Path:
     return dest
 
 
-def format_examples(train_parquet: Path, count: int = 64, seed: int = 0) -> list:
-    """Warm-start examples that teach the answer *format* only: training prompts with random answers (1-4).
+#: the tiny model of the CPU comparison: weights drawn with std 0.1 (not 0.02), so that the picture reaches the
+#: answer's logits at initialisation, and up to 224 x 224 pixels (64 image tokens, a third of the prompt)
+COMPARE_MODEL_SPEC = TinyModelSpec(initializer_range=0.1, max_pixels=224 * 224)
 
-    The tiny model's warm start writes the given answer half the time (see
-    :func:`mapo_verl.runs.tiny_model.warm_start`); a random one carries no information about the picture, and no
-    test prompt is used.
-    """
+
+def format_examples(train_parquet: Path, count: int = 64) -> list:
+    """Warm-start examples that teach the answer *format* only: each of the first ``count`` training prompts once
+    with every answer 1-4, so that the answer carries no information about the picture (no test prompt is used)."""
     import pyarrow.parquet as pq
 
     from mapo_verl.runs.tiny_model import WarmStartExample
 
-    rng = random.Random(seed)
     rows = pq.read_table(train_parquet).to_pylist()[:count]
     return [
         WarmStartExample(
             question=row["prompt"][-1]["content"],
-            answer=str(rng.randint(1, 4)),
+            answer=answer,
             images=tuple(img["bytes"] for img in row["images"]),
         )
         for row in rows
+        for answer in "1234"
     ]
 
 
@@ -406,6 +409,7 @@ def run_spec(
     )
     cpu = [
         *rollout.overrides,
+        f"data.mm_processor_kwargs.max_pixels={COMPARE_MODEL_SPEC.max_pixels}",
         "trainer.save_freq=-1",
         "actor_rollout_ref.rollout.val_kwargs.temperature=0",  # greedy held-out answers: no sampling noise
     ]
@@ -433,13 +437,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="cpu: tiny model on the shapes task (default); gpu: the config as it is",
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"shipped training config ({DEFAULT_CONFIG})")
-    parser.add_argument("--prompts", type=int, default=8, help="cpu: prompts per step (8)")
-    parser.add_argument("--n", type=int, default=4, help="cpu: responses per prompt (4)")
+    parser.add_argument("--prompts", type=int, default=Settings.prompts, help="cpu: prompts per step (16)")
+    parser.add_argument("--n", type=int, default=Settings.n, help="cpu: responses per prompt (8)")
     parser.add_argument("--lr", type=float, default=1e-3, help="cpu: actor learning rate, every estimator (1e-3)")
-    parser.add_argument("--warm-steps", type=int, default=600, help="cpu: format warm-start steps (600)")
+    parser.add_argument("--warm-steps", type=int, default=Settings.warm_steps, help="cpu: format warm start (300)")
     parser.add_argument("--target", type=float, default=0.5, help="held-out accuracy for 'steps to target' (0.5)")
     parser.add_argument("--cache-dir", default=None, help="cpu: where the tiny model is cached (~/.cache/mapo-verl)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run before its process tree ends")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="runs at a time, each with its own private Ray (cpu: 2; gpu: 1)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every main_ppo run")
     return parser
 
@@ -480,6 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.jobs is None:
+        args.jobs = 2 if settings.backend == "cpu" else 1
+    if args.jobs < 1:
+        print("error: --jobs must be >= 1", file=sys.stderr)
+        return 2
     start = time.monotonic()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -491,21 +503,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"data: {data_dir} (python -m data_prep.shapes)")
         examples = format_examples(data_dir / "train.parquet")
         model_dir = build_tiny_model(
-            Path(args.cache_dir) if args.cache_dir else None, examples=examples, warm_steps=settings.warm_steps
+            Path(args.cache_dir) if args.cache_dir else None,
+            examples=examples,
+            warm_steps=settings.warm_steps,
+            spec=COMPARE_MODEL_SPEC,
+            warm_style="format",
         )
-        log(f"model: {model_dir} (format warm start, random answers; {time.monotonic() - start:.0f} s so far)")
+        log(f"model: {model_dir} (format warm start, every answer alike; {time.monotonic() - start:.0f} s so far)")
     plan = [(e, s) for s in settings.seeds for e in settings.estimators]
-    runs: list[dict] = []
-    status = 0
-    for i, (estimator, seed) in enumerate(plan, 1):
+    done: dict[tuple[str, int], dict] = {}
+    lock = threading.Lock()
+
+    def one_run(i: int, estimator: str, seed: int) -> None:
         run_dir = out / "runs" / f"{estimator}-s{seed}"
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         spec = run_spec(settings, estimator, seed, run_dir, model_dir, data_dir)
         log(f"run {i}/{len(plan)}: {estimator} seed {seed}, {settings.steps} steps -> {run_dir}")
         outcome = run_local(spec, args.timeout, lambda msg, tag=f"{estimator} s{seed}": log(f"  [{tag}] {msg}"))
         result = read_run(run_dir)
-        runs.append(
-            {
+        curve = " ".join(f"{s}:{a:.2f}" for s, a in result["val_acc"])
+        log(f"  {estimator} seed {seed}: held-out accuracy by step {curve or '(none)'} ({outcome.seconds:.0f} s)")
+        with lock:
+            done[(estimator, seed)] = {
                 "estimator": estimator,
                 "seed": seed,
                 "metrics": str(spec.metrics_path.relative_to(out)),
@@ -513,11 +532,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seconds": round(outcome.seconds, 1),
                 **result,
             }
-        )
-        curve = " ".join(f"{s}:{a:.2f}" for s, a in result["val_acc"])
-        log(f"  {estimator} seed {seed}: held-out accuracy by step {curve or '(none)'} ({outcome.seconds:.0f} s)")
-        status = status or runs[-1]["returncode"]
-        write_outputs(out, settings, runs)
+            write_outputs(out, settings, [done[key] for key in plan if key in done])
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for future in [pool.submit(one_run, i, e, s) for i, (e, s) in enumerate(plan, 1)]:
+            future.result()
+    runs = [done[key] for key in plan]
+    status = next((r["returncode"] for r in runs if r["returncode"]), 0)
     print(render_table(aggregate(runs, settings.target), settings.target), flush=True)
     log(f"wrote {out / 'summary.json'}, {out / 'table.md'}, {out / 'curves.png'} ({time.monotonic() - start:.0f} s)")
     return status

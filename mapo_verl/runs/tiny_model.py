@@ -100,6 +100,10 @@ class TinyModelSpec:
     vision_heads: int = 2
     min_pixels: int = 3136  # 56 x 56: 4 image tokens at least
     max_pixels: int = 12544  # 112 x 112: 16 image tokens at most
+    #: std of the random initial weights. Each random linear layer scales a signal by about
+    #: initializer_range * sqrt(hidden_size): 0.16 at 0.02 and hidden 64, so the picture barely reaches the answer's
+    #: logits at initialisation; 0.1 keeps it (the ``shapes`` task of ``compare``, docs/learning.md).
+    initializer_range: float = 0.02
     seed: int = 0
 
 
@@ -169,6 +173,7 @@ def _config(spec: TinyModelSpec, tokenizer) -> object:
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
             "tie_word_embeddings": False,
+            "initializer_range": spec.initializer_range,
         },
         vision_config={
             "depth": spec.vision_depth,
@@ -181,6 +186,7 @@ def _config(spec: TinyModelSpec, tokenizer) -> object:
             "temporal_patch_size": 2,
             "window_size": 112,
             "fullatt_block_indexes": [0],
+            "initializer_range": spec.initializer_range,
         },
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
@@ -190,6 +196,7 @@ def _config(spec: TinyModelSpec, tokenizer) -> object:
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
+        initializer_range=spec.initializer_range,
     )
 
 
@@ -267,11 +274,20 @@ def wrong_answer(answer: str) -> str:
     return "1" + answer
 
 
-def _response(answer: str, rng: random.Random) -> str:
-    """``<think> ... </think> \\boxed{X}``, X right half the time; a quarter of them without the think block.
+#: how the warm start writes each example's answer (``build_tiny_model(warm_style=...)``)
+WARM_STYLES = ("mixed", "format")
 
-    Rewards then vary within a group (0, 0.1, 0.9 or 1.0 under the project's math reward).
+
+def _response(answer: str, rng: random.Random, style: str = "mixed") -> str:
+    """The warm start's target response for ``answer``.
+
+    ``mixed`` (``make smoke``): ``<think> ... </think> \\boxed{X}``, X right half the time and
+    :func:`wrong_answer` otherwise, a quarter of them without the think block, so that rewards vary within a group
+    (0, 0.1, 0.9 or 1.0 under the project's math reward). ``format``: always the whole format with ``answer`` as
+    given; with random answers this teaches the format and nothing about the picture (``compare``).
     """
+    if style == "format":
+        return f"<think> {THOUGHT} </think> \\boxed{{{answer}}}"
     value = answer if rng.random() < 0.5 else wrong_answer(answer)
     if rng.random() < 0.25:
         return f"\\boxed{{{value}}}"
@@ -322,9 +338,14 @@ def _embed(model, ids, features):
 
 
 def warm_start(
-    model_dir: Path, examples: Sequence[WarmStartExample], steps: int = 1000, lr: float = 3e-3, seed: int = 0
+    model_dir: Path,
+    examples: Sequence[WarmStartExample],
+    steps: int = 1000,
+    lr: float = 3e-3,
+    seed: int = 0,
+    style: str = "mixed",
 ) -> list[float]:
-    """Supervised warm start on ``<think> ... </think> \\boxed{X}``, X the example's answer half the time.
+    """Supervised warm start on ``<think> ... </think> \\boxed{X}`` (X per ``style``, see :func:`_response`).
 
     Each step takes one example, renders its chat prompt with the processor (images included: the vision tower
     and the 3-D positions run as in training) and minimises the cross entropy of the response tokens:
@@ -334,15 +355,19 @@ def warm_start(
 
     if not examples:
         raise ValueError("warm_start needs at least one example")
+    if style not in WARM_STYLES:
+        raise ValueError(f"warm-start style {style!r} is not one of {', '.join(WARM_STYLES)}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: one thread is ~10x faster than two contending ones
     try:
-        return _warm_start(model_dir, examples, steps, lr, seed)
+        return _warm_start(model_dir, examples, steps, lr, seed, style)
     finally:
         torch.set_num_threads(threads)
 
 
-def _warm_start(model_dir: Path, examples: Sequence[WarmStartExample], steps: int, lr: float, seed: int) -> list[float]:
+def _warm_start(
+    model_dir: Path, examples: Sequence[WarmStartExample], steps: int, lr: float, seed: int, style: str
+) -> list[float]:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -361,7 +386,7 @@ def _warm_start(model_dir: Path, examples: Sequence[WarmStartExample], steps: in
     for _ in range(steps):
         k = rng.randrange(len(examples))
         prompt_ids, mm_types, grid, features = prompts[k]
-        response = _response(examples[k].answer, rng) + tokenizer.eos_token
+        response = _response(examples[k].answer, rng, style) + tokenizer.eos_token
         response_ids = torch.tensor([tokenizer(response, add_special_tokens=False)["input_ids"]])
         input_ids = torch.cat([prompt_ids, response_ids], dim=1)
         types = torch.cat([mm_types, torch.zeros_like(response_ids, dtype=mm_types.dtype)], dim=1)
@@ -381,8 +406,11 @@ def _warm_start(model_dir: Path, examples: Sequence[WarmStartExample], steps: in
     return losses
 
 
-def cache_key(spec: TinyModelSpec, examples: Sequence[WarmStartExample], warm_steps: int) -> str:
-    digest = hashlib.sha256(json.dumps([BUILD_VERSION, asdict(spec), warm_steps]).encode())
+def cache_key(
+    spec: TinyModelSpec, examples: Sequence[WarmStartExample], warm_steps: int, warm_style: str = "mixed"
+) -> str:
+    key = [BUILD_VERSION, asdict(spec), warm_steps] + ([] if warm_style == "mixed" else [warm_style])
+    digest = hashlib.sha256(json.dumps(key).encode())
     for ex in examples:
         digest.update(ex.question.encode() + b"\0" + ex.answer.encode() + b"\0")
         for image in ex.images:
@@ -395,6 +423,7 @@ def build_tiny_model(
     examples: Sequence[WarmStartExample] = (),
     warm_steps: int = 1000,
     spec: TinyModelSpec = TinyModelSpec(),
+    warm_style: str = "mixed",
 ) -> Path:
     """The tiny model's folder, built (and warm-started on ``examples`` if any) unless already cached.
 
@@ -406,7 +435,8 @@ def build_tiny_model(
 
     hf_logging.disable_progress_bar()
     root = Path(out_dir) if out_dir is not None else DEFAULT_CACHE_DIR
-    target = root / f"tiny-qwen2.5-vl-{cache_key(spec, examples, warm_steps if examples else 0)}"
+    key = cache_key(spec, examples, warm_steps if examples else 0, warm_style if examples else "mixed")
+    target = root / f"tiny-qwen2.5-vl-{key}"
     if (target / ".complete").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -415,9 +445,9 @@ def build_tiny_model(
     try:
         write_model(spec, tmp)
         if examples:
-            losses = warm_start(tmp, examples, steps=warm_steps, seed=spec.seed)
-            (tmp / "warm_start.json").write_text(
-                json.dumps({"steps": warm_steps, "first_loss": losses[0], "last_loss": losses[-1]}, indent=2)
+            losses = warm_start(tmp, examples, steps=warm_steps, seed=spec.seed, style=warm_style)
+            summary = {"steps": warm_steps, "style": warm_style, "first_loss": losses[0], "last_loss": losses[-1]}
+            (tmp / "warm_start.json").write_text(json.dumps(summary, indent=2)
             )
         (tmp / ".complete").write_text("ok\n")
         try:

@@ -44,17 +44,8 @@ def test_a_prompt_with_a_wrong_number_of_images_is_an_error(server, sample_image
         server.build_inputs(expanded, sample_images()[:2], MM_KWARGS)
 
 
-def test_sampled_tokens_and_log_probs_match_a_teacher_forced_forward(server, sample_images):
-    image = sample_images()[0]
-    reference = _prompt(server, image)
-    prompt_ids = reference["input_ids"][0].tolist()
-    params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, "max_tokens": 12}
-    torch.manual_seed(0)
-    token_ids, log_probs = server._generate(prompt_ids, dict(params), [image], MM_KWARGS)
-    assert 1 <= len(token_ids) == len(log_probs) <= 12
-    never = set(server._banned) | set(range(server._vocab_size, server.model.config.text_config.vocab_size))
-    assert not never & set(token_ids), "sampled a padded-vocabulary or vision placeholder id"
-
+def _teacher_forced(server, reference, prompt_ids: list[int], token_ids: list[int]) -> torch.Tensor:
+    """log pi(y_t) of ``token_ids`` after the prompt, from one forward as the actor computes it."""
     full_ids = torch.tensor([prompt_ids + token_ids])
     types = torch.cat([reference["mm_token_type_ids"], torch.zeros(1, len(token_ids), dtype=torch.long)], dim=1)
     with torch.no_grad():
@@ -65,5 +56,68 @@ def test_sampled_tokens_and_log_probs_match_a_teacher_forced_forward(server, sam
             pixel_values=reference["pixel_values"],
             image_grid_thw=reference["image_grid_thw"],
         ).logits[0, len(prompt_ids) - 1 : -1]
-    expected = torch.log_softmax(server.mask_logits(logits), dim=-1).gather(-1, torch.tensor(token_ids)[:, None])
-    torch.testing.assert_close(torch.tensor(log_probs), expected.squeeze(-1), atol=1e-4, rtol=1e-4)
+    return torch.log_softmax(server.mask_logits(logits), dim=-1).gather(-1, torch.tensor(token_ids)[:, None])[:, 0]
+
+
+PARAMS = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, "max_tokens": 12}
+
+
+def test_sampled_tokens_and_log_probs_match_a_teacher_forced_forward(server, sample_images):
+    image = sample_images()[0]
+    reference = _prompt(server, image)
+    prompt_ids = reference["input_ids"][0].tolist()
+    torch.manual_seed(0)
+    token_ids, log_probs = server._generate(prompt_ids, dict(PARAMS), [image], MM_KWARGS)
+    assert 1 <= len(token_ids) == len(log_probs) <= 12
+    never = set(server._banned) | set(range(server._vocab_size, server.model.config.text_config.vocab_size))
+    assert not never & set(token_ids), "sampled a padded-vocabulary or vision placeholder id"
+    expected = _teacher_forced(server, reference, prompt_ids, token_ids)
+    torch.testing.assert_close(torch.tensor(log_probs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_batch_of_samples_each_matches_a_teacher_forced_forward(server, sample_images):
+    """``num_return_sequences``: each row cut after its first stop token, its log-probs its own."""
+    image = sample_images()[1]
+    reference = _prompt(server, image)
+    prompt_ids = reference["input_ids"][0].tolist()
+    eos_ids = set(server.model.generation_config.eos_token_id)
+    torch.manual_seed(1)
+    samples = server._generate_many(prompt_ids, dict(PARAMS, max_tokens=40), [image], MM_KWARGS, 6)
+    assert len(samples) == 6 and len({tuple(ids) for ids, _ in samples}) > 1
+    for token_ids, log_probs in samples:
+        assert 1 <= len(token_ids) == len(log_probs) <= 40
+        assert not eos_ids & set(token_ids[:-1]), "a row goes on past its stop token"
+        expected = _teacher_forced(server, reference, prompt_ids, token_ids)
+        torch.testing.assert_close(torch.tensor(log_probs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_waiting_samples_of_one_prompt_are_generated_as_one_batch(server, sample_images, monkeypatch):
+    import asyncio
+
+    images = sample_images()
+    prompts = [(_prompt(server, image)["input_ids"][0].tolist(), image) for image in images[:2]]
+    calls = []
+    original = server._generate_many
+
+    def counting(prompt_ids, sampling_params, image_data, mm_kwargs, count):
+        calls.append(count)
+        return original(prompt_ids, sampling_params, image_data, mm_kwargs, count)
+
+    monkeypatch.setattr(server, "_generate_many", counting)
+
+    async def main():
+        requests = [(ids, image) for ids, image in prompts for _ in range(4)]
+        return await asyncio.gather(
+            *(
+                server.generate(ids, dict(PARAMS), f"r{i}", image_data=[image], mm_processor_kwargs=MM_KWARGS)
+                for i, (ids, image) in enumerate(requests)
+            )
+        )
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would unset the main thread's loop (tests/conftest.py)
+    try:
+        outputs = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert sorted(calls) == [4, 4]
+    assert len(outputs) == 8 and all(1 <= len(o.token_ids) == len(o.log_probs) for o in outputs)

@@ -147,7 +147,13 @@ def test_run_specs_share_seeds_and_pass_user_overrides(tmp_path: Path) -> None:
 def test_shapes_task_is_balanced_deterministic_and_scored(tmp_path: Path) -> None:
     items = shapes.generate(64, seed=0)
     assert [i.image for i in items] == [i.image for i in shapes.generate(64, seed=0)]
-    assert Counter((i.kind, i.answer) for i in items) == {(k, a): 8 for k in shapes.KINDS for a in "1234"}
+    assert Counter((i.kind, i.answer) for i in items) == {
+        **{("count", a): 4 for a in "1234"},  # shapes.COUNT_SHARE = 1/4 of the questions
+        **{("colour", a): 12 for a in "1234"},
+    }
+    assert Counter(i.kind for i in shapes.generate(8, seed=0, count_share=0.5)) == {"count": 4, "colour": 4}
+    with pytest.raises(ValueError, match="count_share"):
+        shapes.generate(8, seed=0, count_share=1.5)
     test = shapes.generate(16, seed=1)
     assert not {i.image for i in test} & {i.image for i in items}
     assert (
@@ -165,7 +171,9 @@ def test_shapes_task_is_balanced_deterministic_and_scored(tmp_path: Path) -> Non
 def test_format_examples_never_carry_the_answers(tmp_path: Path) -> None:
     shapes.main(["--local-save-dir", str(tmp_path), "--train-size", "64", "--test-size", "4", "--no-progress"])
     examples = compare.format_examples(tmp_path / "train.parquet", count=64)
-    truths = [r["reward_model"]["ground_truth"] for r in pq.read_table(tmp_path / "train.parquet").to_pylist()]
-    agree = sum(e.answer == t for e, t in zip(examples, truths, strict=True))
-    assert agree < 32  # random answers (chance: 16 of 64), not the labels
-    assert {e.answer for e in examples} <= set("1234")
+    rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
+    assert len(examples) == 4 * 64
+    for k, row in enumerate(rows):  # each prompt with every answer once: nothing about its picture
+        mine = examples[4 * k : 4 * k + 4]
+        assert {e.question for e in mine} == {row["prompt"][-1]["content"]}
+        assert sorted(e.answer for e in mine) == list("1234")

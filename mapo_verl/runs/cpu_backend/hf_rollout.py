@@ -2,9 +2,11 @@
 
 Selected with ``actor_rollout_ref.rollout.name=hf``. Three parts, shaped like verl's vLLM backend:
 
-* :class:`HFRolloutServer`, a Ray actor holding a copy of the policy. ``generate`` serves one request at a time
-  in a worker thread (the actor's event loop stays free for the control calls), returns the response token ids and
-  their log-probabilities, and receives the trainer's weights each step through ``load_weights``;
+* :class:`HFRolloutServer`, a Ray actor holding a copy of the policy. ``generate`` runs in a worker thread (the
+  actor's event loop stays free for the control calls) and returns the response token ids and their
+  log-probabilities; requests for the same prompt, images and sampling parameters that are waiting together (a
+  group's n samples) are generated as one batch (``num_return_sequences``). It receives the trainer's weights
+  each step through ``load_weights``;
 * :class:`HFReplica`, the ``RolloutReplica`` that starts that actor (registered in ``RolloutReplicaRegistry``);
 * :class:`HFServerAdapter`, the ``BaseRollout`` verl builds inside each actor worker (``_ROLLOUT_REGISTRY``): it
   gathers the actor's full weights after every update and the first rank ships them to the server.
@@ -23,6 +25,8 @@ log pi(y_t) = log softmax(mask(z_t) / T)[y_t]   (T = 1 when greedy).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -86,8 +90,21 @@ def expand_pads(prompt_ids: list[int], pad_id: int, counts: list[int]) -> list[i
 
 
 # ------------------------------------------------------------------------------------------------ server
+def request_key(prompt_ids: list[int], sampling_params: dict, image_data: list[Any] | None, mm_kwargs: dict) -> str:
+    """Requests with equal keys are samples of one distribution and may be generated as one batch."""
+    digest = hashlib.sha256(json.dumps([prompt_ids, sampling_params, mm_kwargs], sort_keys=True, default=str).encode())
+    for image in image_data or []:
+        tobytes = getattr(image, "tobytes", None)
+        digest.update(repr((getattr(image, "mode", None), getattr(image, "size", None))).encode())
+        digest.update(tobytes() if tobytes is not None else repr(image).encode())
+    return digest.hexdigest()
+
+
 class HFRolloutServer:
-    """Token-in, token-out generation with transformers; one request at a time, off the event loop."""
+    """Token-in, token-out generation with transformers, off the event loop; a group's waiting samples batched."""
+
+    #: most samples generated in one batch
+    MAX_BATCH = 64
 
     def __init__(self, config: Any, model_config: Any, replica_rank: int = 0) -> None:
         self.config = omega_conf_to_dataclass(config, dataclass_type=RolloutConfig)
@@ -103,6 +120,8 @@ class HFRolloutServer:
         self.model = self._load_model(path, hf_config).eval()
         self.global_steps: int | None = None
         self._lock = threading.Lock()
+        self._waiting: list[tuple[str, tuple, asyncio.Future]] = []
+        self._draining: asyncio.Task | None = None
         self._banned = self._banned_token_ids()
         self._vocab_size = len(self.tokenizer)
 
@@ -129,9 +148,12 @@ class HFRolloutServer:
     ):
         if video_data:
             raise NotImplementedError("the hf rollout backend does not support video inputs")
-        token_ids, log_probs = await asyncio.to_thread(
-            self._generate_locked, list(prompt_ids), dict(sampling_params), image_data, mm_processor_kwargs or {}
-        )
+        request = (list(prompt_ids), dict(sampling_params), image_data, mm_processor_kwargs or {})
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((request_key(*request), request, future))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        token_ids, log_probs = await future
         return TokenOutput(
             token_ids=token_ids,
             log_probs=log_probs,
@@ -139,9 +161,28 @@ class HFRolloutServer:
             extra_fields={"global_steps": self.global_steps},
         )
 
-    def _generate_locked(self, prompt_ids, sampling_params, image_data, mm_kwargs):
+    async def _drain(self) -> None:
+        """Serve the waiting requests, the first one's equals (up to MAX_BATCH) together, until none is left."""
+        await asyncio.sleep(0)  # let the rest of a group's concurrent requests arrive
+        while self._waiting:
+            key = self._waiting[0][0]
+            batch = [w for w in self._waiting if w[0] == key][: self.MAX_BATCH]
+            self._waiting = [w for w in self._waiting if all(w is not b for b in batch)]
+            try:
+                results = await asyncio.to_thread(self._generate_locked, *batch[0][1], len(batch))
+            except Exception as err:  # every waiting caller of this batch gets the error
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            await asyncio.sleep(0)
+
+    def _generate_locked(self, prompt_ids, sampling_params, image_data, mm_kwargs, count: int = 1):
         with self._lock, torch.no_grad():
-            return self._generate(prompt_ids, sampling_params, image_data, mm_kwargs)
+            return self._generate_many(prompt_ids, sampling_params, image_data, mm_kwargs, count)
 
     def build_inputs(self, prompt_ids: list[int], image_data: list[Any] | None, mm_kwargs: dict) -> dict[str, Any]:
         """Model inputs for one prompt: ids with pad runs re-expanded, pixel values, grid, token types."""
@@ -179,6 +220,14 @@ class HFRolloutServer:
         return max(1, min(int(limit), self.config.max_model_len - n_prompt if self.config.max_model_len else limit))
 
     def _generate(self, prompt_ids, sampling_params, image_data, mm_kwargs) -> tuple[list[int], list[float]]:
+        """One sample: the response token ids (ending with the stop token when one was produced) and log-probs."""
+        return self._generate_many(prompt_ids, sampling_params, image_data, mm_kwargs, 1)[0]
+
+    def _generate_many(
+        self, prompt_ids, sampling_params, image_data, mm_kwargs, count: int
+    ) -> list[tuple[list[int], list[float]]]:
+        """``count`` independent samples of one prompt in one ``generate`` call (``num_return_sequences``)."""
+        sampling_params = dict(sampling_params)
         inputs = self.build_inputs(prompt_ids, image_data, mm_kwargs)
         n_prompt = inputs["input_ids"].shape[1]
         temperature = float(sampling_params.get("temperature", 1.0) or 0.0)
@@ -197,6 +246,7 @@ class HFRolloutServer:
             **inputs,
             max_new_tokens=self._max_new_tokens(n_prompt, sampling_params),
             do_sample=do_sample,
+            num_return_sequences=count,
             temperature=temperature if do_sample else None,
             top_k=top_k if (do_sample and top_k > 0) else None,
             top_p=top_p if do_sample else None,
@@ -207,11 +257,16 @@ class HFRolloutServer:
             return_dict_in_generate=True,
             output_logits=True,
         )
-        response = out.sequences[0, n_prompt:]
-        raw = torch.stack([step[0] for step in out.logits]).float()  # (steps, vocab)
+        raw = torch.stack(list(out.logits), dim=1).float()  # (count, steps, vocab)
         scaled = self.mask_logits(raw) / (temperature if do_sample else 1.0)
-        log_probs = torch.log_softmax(scaled, dim=-1).gather(-1, response[: raw.shape[0], None]).squeeze(-1)
-        return response.tolist(), log_probs.tolist()
+        responses = out.sequences[:, n_prompt : n_prompt + raw.shape[1]]
+        log_probs = torch.log_softmax(scaled, dim=-1).gather(-1, responses[..., None]).squeeze(-1)
+        samples = []
+        for row, row_log_probs in zip(responses.tolist(), log_probs.tolist(), strict=True):
+            # a finished row is padded after its stop token (the pad id may itself be a stop id): cut after the first
+            stop = next((i for i, token in enumerate(row) if token in eos_ids), len(row) - 1)
+            samples.append((row[: stop + 1], row_log_probs[: stop + 1]))
+        return samples
 
     # ----------------------------------------------------------------------------------------- weights
     def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]], global_steps: int | None = None) -> int:
