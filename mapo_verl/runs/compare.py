@@ -47,7 +47,7 @@ from mapo_verl.runs.spec import (
 from mapo_verl.runs.tiny_model import TinyModelSpec
 
 #: ``--quick``: both estimators, 2 seeds each; estimated at about 12 minutes on 2 CPU cores (docs/learning.md).
-QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 24, "test_freq": 6}
+QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 16, "test_freq": 4}
 SUCCESS = 1.0  # the shipped configs' algorithm.mapo.success_threshold
 
 

@@ -1,9 +1,9 @@
 """The learnable task through verl's real trainer: a short ``compare`` (1 seed each) and the newcomer's smoke.
 
-``python -m mapo_verl compare`` with MAPO and GRPO, one seed each, STEPS steps, on the ``shapes`` task, checked
-through its ``summary.json``, table and plot (no run may end below its start; a held-out rise was not reached, see
-docs/learning.md); then ``smoke --data generated`` (no ``../shared``), whose groups must succeed at varied rates so
-that MAPO mixes (0 < mean lambda < 1 in some step).
+``python -m mapo_verl compare`` with MAPO and GRPO, one seed each, STEPS steps (the two runs at a time), on the
+``shapes`` task, checked through its ``summary.json``, table and plot: each run's held-out accuracy must rise by at
+least MIN_RISE (docs/learning.md); then ``smoke --data generated`` (no ``../shared``), whose groups must succeed at
+varied rates so that MAPO mixes (0 < mean lambda < 1 in some step).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from mapo_verl.verl_log import read_records, training_steps
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
 
 REPO = Path(__file__).resolve().parents[2]
-#: short: the harness end to end through the real trainer (no rise was measured even in 24 steps, docs/learning.md)
-STEPS, TEST_FREQ = 4, 2
+#: shorter than --quick's 16 steps (docs/learning.md: held-out 0.25 -> 0.42-0.62 by step 12 in the measured runs)
+STEPS, TEST_FREQ = 12, 4
+MIN_RISE = 0.20
 RUN_TIMEOUT_S = 900
 
 
@@ -68,10 +69,12 @@ def _has_matplotlib() -> bool:
     return True
 
 
-def test_no_run_ends_below_its_start(comparison: dict) -> None:
+def test_held_out_accuracy_rises_in_every_run(comparison: dict) -> None:
     for run in comparison["summary"]["runs"]:
         start, final = run["val_acc"][0][1], run["val_acc"][-1][1]
-        assert final >= start, f"{run['estimator']} seed {run['seed']}: held-out {start} -> {final} ({run['val_acc']})"
+        assert final - start >= MIN_RISE, f"{run['estimator']} seed {run['seed']}: held-out {run['val_acc']}"
+    rises = {row["estimator"]: row["rise"][0] for row in comparison["summary"]["table"]}
+    assert all(rise >= MIN_RISE for rise in rises.values()), rises
 
 
 def test_newcomer_smoke_mixes(tmp_path: Path, model_cache: Path) -> None:

