@@ -37,6 +37,20 @@ def missing_mapo_keys(data: dict) -> list[str]:
     return [k for k in expected if k not in data]
 
 
+def processes_of(run) -> list[str]:
+    """Live processes of one smoke run: every process it starts (trainer, Ray, vLLM's engine) inherits its
+    ``VERL_FILE_LOGGER_PATH``."""
+    marker = f"VERL_FILE_LOGGER_PATH={run.out / 'metrics.jsonl'}"
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            if marker in "\n".join(f"{k}={v}" for k, v in proc.environ().items()):
+                found.append(f"{proc.info['pid']} {proc.info['name']} {' '.join(proc.info['cmdline'] or [])[:120]}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
 def sync_violations(steps: dict[int, dict]) -> list[str]:
     """The training steps whose rollout log-probs do not match the actor's (a sync that delivered nothing)."""
     if not steps:
@@ -95,25 +109,12 @@ def test_a_silent_hang_times_out_and_ends_the_whole_tree(smoke_vllm_hung):
     assert (
         "negative control: verl's weight sync into vLLM is hung" in (smoke_vllm_hung.out / "main_ppo.log").read_text()
     )
-    marker = f"VERL_FILE_LOGGER_PATH={smoke_vllm_hung.out / 'metrics.jsonl'}"
-    left = []
-    for proc in psutil.process_iter(["pid", "name"]):
-        try:
-            if marker in "\n".join(f"{k}={v}" for k, v in proc.environ().items()):
-                left.append(f"{proc.info['pid']} {proc.info['name']}")
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
+    left = processes_of(smoke_vllm_hung)
     assert left == [], f"processes of the timed-out run are still alive: {left}"
 
 
 def test_no_vllm_process_outlives_the_runs(smoke_vllm, smoke_vllm_resumed, smoke_vllm_no_sync, smoke_vllm_hung):
-    """The supervisor ends the trainer's whole tree: no engine core or worker of .venv-vllm is left."""
-    leftovers = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if "EngineCore" in (proc.info["name"] or "") or "VLLM::" in cmd or ".venv-vllm/bin/python" in cmd:
-            leftovers.append(f"{proc.info['pid']} {proc.info['name']} {cmd[:120]}")
+    """The supervisor ends each run's whole tree: no trainer, Ray or vLLM engine process of these runs is left
+    (found by their environment: other tests may run .venv-vllm's Python beside them under pytest-xdist)."""
+    leftovers = [p for run in (smoke_vllm, smoke_vllm_no_sync, smoke_vllm_hung) for p in processes_of(run)]
     assert leftovers == []
