@@ -44,6 +44,7 @@ from mapo_verl.runs.spec import (
     bad_overrides,
     tiny_overrides,
 )
+from mapo_verl.runs.supervise import ending_trees_on_sigterm
 from mapo_verl.runs.tiny_model import TinyModelSpec
 
 #: ``--quick``: both estimators, 2 seeds each; estimated at about 12 minutes on 2 CPU cores (docs/learning.md).
@@ -534,7 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             write_outputs(out, settings, [done[key] for key in plan if key in done])
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    # SIGTERM (kill, scancel) ends every run's process tree, whichever thread supervises it
+    with ending_trees_on_sigterm(), ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for future in [pool.submit(one_run, i, e, s) for i, (e, s) in enumerate(plan, 1)]:
             future.result()
     runs = [done[key] for key in plan]

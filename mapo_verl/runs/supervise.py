@@ -1,9 +1,10 @@
 """Run a command under supervision: its output to a log, progress from its lines, a deadline that always fires.
 
 The deadline is checked on the wall clock, not when a line arrives: a trainer that hangs silently (as verl's does
-after a failed weight sync) is still stopped. On time-out, or when the supervisor itself is interrupted, the whole
-process tree is ended (the trainer, the Ray processes it started, a rollout engine's workers): SIGTERM, then
-SIGKILL after a grace period.
+after a failed weight sync) is still stopped. On time-out, or when the supervisor itself is interrupted (Ctrl-C, or
+SIGTERM from ``kill``, ``scancel`` or a CI time limit, see :func:`ending_trees_on_sigterm`), the whole process tree
+is ended (the trainer, the Ray processes it started, a rollout engine's workers): SIGTERM, then SIGKILL after a
+grace period.
 """
 
 from __future__ import annotations
@@ -19,6 +20,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TAIL_LINES = 80
+#: set when this process is told to stop (SIGTERM): every supervisor, in any thread, ends its tree and raises
+STOPPING = threading.Event()
+#: supervisors running now, in any thread
+_active = [0]
+_active_lock = threading.Lock()
+
+
+def _on_sigterm(signum: int, frame) -> None:
+    STOPPING.set()
+    with _active_lock:
+        idle = _active[0] == 0
+    if idle:  # no tree to end: stop as Python's default would, with an exit status
+        raise SystemExit(128 + signum)
+    # otherwise the supervisors see STOPPING within a poll and raise there, after ending their trees; raising here
+    # could land inside a Thread.join and make Python forget a thread that is still running
+
+
+@contextlib.contextmanager
+def ending_trees_on_sigterm():
+    """While inside, SIGTERM ends every supervised process tree of this process, then the process (status 143).
+
+    Python's default SIGTERM ends the process at once and would orphan the trainers it supervises. Handlers can be
+    installed in the main thread only; elsewhere this does nothing (the main thread's handler covers all threads).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -64,6 +97,20 @@ def end_tree(pids: Sequence[int], grace: float = 5.0) -> None:
     psutil.wait_procs(alive, timeout=grace)
 
 
+@contextlib.contextmanager
+def _counted():
+    """Count this supervisor as active; refuse to start once the process is stopping."""
+    with _active_lock:
+        if STOPPING.is_set():
+            raise SystemExit(143)
+        _active[0] += 1
+    try:
+        yield
+    finally:
+        with _active_lock:
+            _active[0] -= 1
+
+
 def run_supervised(
     cmd: Sequence[str],
     *,
@@ -83,7 +130,7 @@ def run_supervised(
     last: list[str | None] = [None]
     start = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log_file:
+    with ending_trees_on_sigterm(), _counted(), open(log_path, "w", encoding="utf-8") as log_file:
         proc = subprocess.Popen(
             list(cmd),
             cwd=cwd,
@@ -113,6 +160,8 @@ def run_supervised(
         timed_out = False
         try:
             while proc.poll() is None:
+                if STOPPING.is_set():
+                    raise SystemExit(143)
                 if timeout is not None and time.monotonic() - start > timeout:
                     timed_out = True
                     report(f"timed out after {timeout:.0f} s; ending the process tree of pid {proc.pid}")

@@ -6,6 +6,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from mapo_verl.runs.spec import RunSpec
 from mapo_verl.runs.summary import summary
@@ -63,3 +64,42 @@ def test_summary_of_a_timed_out_run_says_what_was_last_seen(tmp_path):
     text = summary(RunSpec(out=tmp_path, overrides=(), steps=2), outcome)
     assert "TIMED OUT; last progress seen: workers are up" in text
     assert "0 training step(s)" in text
+
+
+# A supervisor in a worker thread of a pool, as ``compare --jobs 2`` runs them, with the main thread's SIGTERM handler.
+SUPERVISOR_IN_A_THREAD = (
+    "import sys\n"
+    "from concurrent.futures import ThreadPoolExecutor\n"
+    "from pathlib import Path\n"
+    "from mapo_verl.runs.supervise import ending_trees_on_sigterm, run_supervised\n"
+    "def work():\n"
+    "    run_supervised([sys.executable, '-c', sys.argv[1]], log_path=Path(sys.argv[2]), timeout=None,\n"
+    "                   report=lambda m: None, poll=0.1)\n"
+    "with ending_trees_on_sigterm(), ThreadPoolExecutor(2) as pool:\n"
+    "    pool.submit(work).result()\n"
+)
+# The same in the main thread, as ``smoke`` runs it (run_supervised installs the handler itself there).
+SUPERVISOR_IN_THE_MAIN_THREAD = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from mapo_verl.runs.supervise import run_supervised\n"
+    "run_supervised([sys.executable, '-c', sys.argv[1]], log_path=Path(sys.argv[2]), timeout=None,\n"
+    "               report=lambda m: None, poll=0.1)\n"
+)
+
+
+@pytest.mark.parametrize("script", [SUPERVISOR_IN_A_THREAD, SUPERVISOR_IN_THE_MAIN_THREAD], ids=["pool", "main"])
+def test_sigterm_to_the_supervisor_ends_the_tree_it_supervises(tmp_path, script):
+    import signal
+    import subprocess
+
+    log = tmp_path / "log.txt"
+    supervisor = subprocess.Popen([sys.executable, "-c", script, SILENT_HANG, str(log)])
+    deadline = time.monotonic() + 60
+    while "workers are up" not in (log.read_text() if log.is_file() else ""):
+        assert supervisor.poll() is None and time.monotonic() < deadline, "the supervised command never started"
+        time.sleep(0.1)
+    child = int(next(line.split()[1] for line in log.read_text().splitlines() if line.startswith("CHILD")))
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=60) == 143
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
