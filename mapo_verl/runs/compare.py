@@ -48,7 +48,7 @@ from mapo_verl.runs.supervise import ending_trees_on_sigterm
 from mapo_verl.runs.tiny_model import TinyModelSpec
 
 #: ``--quick``: both estimators, 2 seeds each; estimated at about 12 minutes on 2 CPU cores (docs/learning.md).
-QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 16, "test_freq": 4}
+QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 12, "test_freq": 4}
 SUCCESS = 1.0  # the shipped configs' algorithm.mapo.success_threshold
 
 
@@ -68,6 +68,8 @@ class Settings:
     config: str = DEFAULT_CONFIG
     prompts: int = 16
     n: int = 8
+    #: prompts per PPO update (``actor.ppo_mini_batch_size``): 8 of 16 = two updates a step, as PPO does
+    mini_batch: int = 8
     lr: float = 1e-3
     train_size: int = 512
     test_size: int = 64
@@ -410,6 +412,7 @@ def run_spec(
     )
     cpu = [
         *rollout.overrides,
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={settings.mini_batch}",
         f"data.mm_processor_kwargs.max_pixels={COMPARE_MODEL_SPEC.max_pixels}",
         "trainer.save_freq=-1",
         "actor_rollout_ref.rollout.val_kwargs.temperature=0",  # greedy held-out answers: no sampling noise
@@ -440,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"shipped training config ({DEFAULT_CONFIG})")
     parser.add_argument("--prompts", type=int, default=Settings.prompts, help="cpu: prompts per step (16)")
     parser.add_argument("--n", type=int, default=Settings.n, help="cpu: responses per prompt (8)")
+    parser.add_argument(
+        "--mini-batch", type=int, default=Settings.mini_batch, help="cpu: prompts per PPO update (8: two a step)"
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="cpu: actor learning rate, every estimator (1e-3)")
     parser.add_argument("--warm-steps", type=int, default=Settings.warm_steps, help="cpu: format warm start (300)")
     parser.add_argument("--target", type=float, default=0.5, help="held-out accuracy for 'steps to target' (0.5)")
@@ -460,6 +466,8 @@ def settings_of(args: argparse.Namespace) -> Settings:
     test_freq = min(QUICK["test_freq"], max(steps, 1)) if args.test_freq is None else args.test_freq
     if not estimators or seeds < 1 or steps < 1 or test_freq < 1 or args.prompts < 1 or args.n < 2:
         raise ValueError("--estimators must name one, --seeds/--steps/--test-freq/--prompts >= 1, --n >= 2")
+    if args.mini_batch < 1 or args.prompts % args.mini_batch:
+        raise ValueError(f"--mini-batch must divide --prompts ({args.prompts}), got {args.mini_batch}")
     bad = bad_overrides(args.overrides)
     if bad:
         raise ValueError(f"not a Hydra override (key=value): {' '.join(bad)}")
@@ -474,6 +482,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         config=args.config,
         prompts=args.prompts,
         n=args.n,
+        mini_batch=args.mini_batch,
         lr=args.lr,
         warm_steps=args.warm_steps,
         target=args.target,

@@ -111,6 +111,8 @@ def test_settings_quick_defaults_and_errors() -> None:
         compare.settings_of(_args("oops"))
     with pytest.raises(ValueError, match="--seeds"):
         compare.settings_of(_args("--seeds", "0"))
+    with pytest.raises(ValueError, match="--mini-batch must divide --prompts"):
+        compare.settings_of(_args("--prompts", "16", "--mini-batch", "5"))
     assert cli_main(["compare", "--out", "x", "--steps", "0"]) == 2
 
 
@@ -123,6 +125,7 @@ def test_run_specs_share_seeds_and_pass_user_overrides(tmp_path: Path) -> None:
         args = spec.main_ppo_args()
         assert f"algorithm.adv_estimator={est}" in args
         assert "data.seed=2" in args and "actor_rollout_ref.rollout.seed=2" in args
+        assert f"actor_rollout_ref.actor.ppo_mini_batch_size={s.mini_batch}" in args
         assert [a for a in args if a.startswith("actor_rollout_ref.actor.optim.lr=")] == [
             "actor_rollout_ref.actor.optim.lr=1e-5"
         ]
