@@ -1,16 +1,17 @@
 """A learnable picture task drawn here (nothing downloaded) -> ``OUT/{train,test}.parquet`` ($MAPO_DATA_DIR/shapes).
 
-Each 224 x 224 picture holds filled circles and squares on white; every answer is one digit, 1 to 4, checked by
-the router reward (``data_source`` ``mapo/shapes``, scored like a math answer in ``\\boxed{}``). Two kinds of
-question, so that a small model meets easy and hard prompts and groups of rollouts succeed at varied rates
-(``--count-share`` of them count questions, 1/4 by default):
+Each 224 x 224 picture holds filled circles and squares on white; every answer is one digit (1-2 for colour, 1-4
+for count), checked by the router reward (``data_source`` ``mapo/shapes``, scored like a math answer in
+``\\boxed{}``). Two kinds of question, so that a small model meets easy and hard prompts and groups of rollouts
+succeed at varied rates (``--count-share`` of them count questions, 1/4 by default):
 
 * ``colour`` (easy): one large shape filling most of the picture; "What colour is the shape? Answer 1 for red,
-  2 for green, 3 for blue, 4 for yellow." The answer is a function of the mean pixel colour.
+  2 for green." The answer is a function of the mean pixel colour. (With four colours the tiny model of
+  ``compare`` learned red and green within 12 steps and rarely blue or yellow, docs/learning.md.)
 * ``count`` (hard): one to four small shapes of one colour; "How many shapes are in the picture?"
 
-Answers are balanced within each kind (exactly when each kind's count is a multiple of 4). Train and test pictures
-come from different seeds (``--seed`` and ``--seed + 1``), so no test picture is a training picture.
+Answers are balanced within each kind (exactly when each kind's count is a multiple of its answers). Train and
+test pictures come from different seeds (``--seed`` and ``--seed + 1``), so no test picture is a training picture.
 ``--local-dataset-path`` is not used.
 
     python -m data_prep.shapes --train-size 512 --test-size 64 --local-save-dir out/shapes
@@ -37,14 +38,14 @@ COUNT_SHARE = 0.25
 COLOURS = {
     "1": ("red", (220, 30, 30)),
     "2": ("green", (30, 170, 40)),
-    "3": ("blue", (30, 60, 220)),
-    "4": ("yellow", (235, 200, 20)),
 }
-COLOUR_QUESTION = "What colour is the shape? Answer 1 for red, 2 for green, 3 for blue, 4 for yellow."
+COLOUR_QUESTION = "What colour is the shape? Answer 1 for red, 2 for green."
 COUNT_QUESTION = "How many shapes are in the picture? Answer with a number from 1 to 4."
 KINDS = ("colour", "count")
 #: kind -> its question text
 QUESTIONS = {"colour": COLOUR_QUESTION, "count": COUNT_QUESTION}
+#: kind -> the answers its question allows
+ANSWERS = {"colour": tuple(COLOURS), "count": ("1", "2", "3", "4")}
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ def generate(count: int, seed: int, count_share: float = COUNT_SHARE) -> list[It
         raise ValueError(f"count_share must lie in [0, 1], got {count_share}")
     rng = random.Random(seed)
     n_count = round(count * count_share)
-    items = [count_item(str(i % 4 + 1), rng) for i in range(n_count)]
-    items += [colour_item(str(i % 4 + 1), rng) for i in range(count - n_count)]
+    items = [count_item(ANSWERS["count"][i % 4], rng) for i in range(n_count)]
+    items += [colour_item(ANSWERS["colour"][i % len(COLOURS)], rng) for i in range(count - n_count)]
     rng.shuffle(items)
     return items
 
@@ -137,7 +138,7 @@ def prepare(args: argparse.Namespace) -> Summary:
             total=len(items),
         )
     summary.notes.append(
-        f"data_source {DATA_SOURCE}: {', '.join(KINDS)} questions ({args.count_share:g} count), answers 1-4"
+        f"data_source {DATA_SOURCE}: {', '.join(KINDS)} questions ({args.count_share:g} count), answers 1-2 / 1-4"
     )
     return summary
 

@@ -48,7 +48,7 @@ from mapo_verl.runs.supervise import ending_trees_on_sigterm
 from mapo_verl.runs.tiny_model import TinyModelSpec
 
 #: ``--quick``: both estimators, 2 seeds each; estimated at about 12 minutes on 2 CPU cores (docs/learning.md).
-QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 12, "test_freq": 4}
+QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 10, "test_freq": 5}
 SUCCESS = 1.0  # the shipped configs' algorithm.mapo.success_threshold
 
 
@@ -360,9 +360,11 @@ COMPARE_MODEL_SPEC = TinyModelSpec(initializer_range=0.1, max_pixels=224 * 224)
 
 def format_examples(train_parquet: Path, count: int = 64) -> list:
     """Warm-start examples that teach the answer *format* only: each of the first ``count`` training prompts once
-    with every answer 1-4, so that the answer carries no information about the picture (no test prompt is used)."""
+    with every answer its question allows (``shapes.ANSWERS``: 1-2 for colour, 1-4 for count), so that the answer
+    carries no information about the picture (no test prompt is used)."""
     import pyarrow.parquet as pq
 
+    from data_prep.shapes import ANSWERS
     from mapo_verl.runs.tiny_model import WarmStartExample
 
     rows = pq.read_table(train_parquet).to_pylist()[:count]
@@ -373,7 +375,7 @@ def format_examples(train_parquet: Path, count: int = 64) -> list:
             images=tuple(img["bytes"] for img in row["images"]),
         )
         for row in rows
-        for answer in "1234"
+        for answer in ANSWERS[question_kind(row["prompt"][-1]["content"])]
     ]
 
 

@@ -152,7 +152,7 @@ def test_shapes_task_is_balanced_deterministic_and_scored(tmp_path: Path) -> Non
     assert [i.image for i in items] == [i.image for i in shapes.generate(64, seed=0)]
     assert Counter((i.kind, i.answer) for i in items) == {
         **{("count", a): 4 for a in "1234"},  # shapes.COUNT_SHARE = 1/4 of the questions
-        **{("colour", a): 12 for a in "1234"},
+        **{("colour", a): 24 for a in "12"},
     }
     assert Counter(i.kind for i in shapes.generate(8, seed=0, count_share=0.5)) == {"count": 4, "colour": 4}
     with pytest.raises(ValueError, match="count_share"):
@@ -175,8 +175,11 @@ def test_format_examples_never_carry_the_answers(tmp_path: Path) -> None:
     shapes.main(["--local-save-dir", str(tmp_path), "--train-size", "64", "--test-size", "4", "--no-progress"])
     examples = compare.format_examples(tmp_path / "train.parquet", count=64)
     rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
-    assert len(examples) == 4 * 64
-    for k, row in enumerate(rows):  # each prompt with every answer once: nothing about its picture
-        mine = examples[4 * k : 4 * k + 4]
-        assert {e.question for e in mine} == {row["prompt"][-1]["content"]}
-        assert sorted(e.answer for e in mine) == list("1234")
+    kinds = [compare.question_kind(row["prompt"][-1]["content"]) for row in rows]
+    assert len(examples) == sum(len(shapes.ANSWERS[kind]) for kind in kinds)
+    start = 0
+    for row, kind in zip(rows, kinds, strict=True):  # each prompt with every answer its question allows, once
+        mine = examples[start : start + len(shapes.ANSWERS[kind])]
+        start += len(mine)
+        assert {e.images for e in mine} == {tuple(img["bytes"] for img in row["images"])}
+        assert sorted(e.answer for e in mine) == sorted(shapes.ANSWERS[kind])
