@@ -279,7 +279,7 @@ def _band(
 
 def plot(runs: Sequence[dict], path: Path) -> bool:
     """Held-out accuracy, training score, mean lambda(p) and the share of mixed groups (0 < p < 1) per step, mean
-    over seeds with a 95% band; False (and nothing written) without matplotlib."""
+    over seeds with a 95% band clipped to [0, 1]; False (and nothing written) without matplotlib."""
     try:
         import matplotlib
 
@@ -305,8 +305,11 @@ def plot(runs: Sequence[dict], path: Path) -> bool:
             steps, mean, lo, hi = _band(mine)
             if steps:
                 (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{est} ({len(mine)} seeds)")
-                ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
+                # every panel is a share or a score in [0, 1]; a t-interval over few seeds runs far past it
+                low, high = ([min(max(v, 0.0), 1.0) for v in band] for band in (lo, hi))
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
         ax.set_title(title)
+        ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend()
