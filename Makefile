@@ -33,11 +33,8 @@ venv-vllm: $(VLLM_STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# Two pytest workers, one test file each at a time (tests/conftest.py starts the longest files first): the heavy
-# files spend much of their time waiting (Ray and trainer start-ups, the trainer's 2 s polling), so two at a time
-# take about 60% of the time on 2 cores (docs/development.md, "Test tiers").
 test: lint venv-vllm
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest
 
 # The inner loop: pure math, rewards and data on fixtures (no Ray, no fresh verl interpreters, no trainer).
 test-fast: venv

@@ -57,35 +57,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\n[mapo-verl] left running by the tests: {'; '.join(left)}", file=sys.stderr)
 
 
-#: the longest test files (measured, docs/measurements.md), run first so that under ``pytest -n 2 --dist loadfile``
-#: (``make test``) they start at once on both workers instead of ending the session on one of them
-LONGEST_FIRST = (
-    "e2e/test_vllm_smoke.py",
-    "e2e/test_every_config.py",
-    "e2e/test_learnable_compare.py",
-    "clusters/test_ray_launcher.py",
-    "clusters/test_slurm_smoke.py",
-    "clusters/test_local_resume.py",
-    "install/test_install_recipe.py",
-    "e2e/test_smoke_e2e.py",
-)
-
-
-def _rank(item: pytest.Item) -> int:
-    path = item.path.as_posix()
-    return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith("tests/" + name)), len(LONGEST_FIRST))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=_rank)  # stable: the order within a file, and of the other files, is kept
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     status = getattr(config, _EXIT_STATUS, None)
     if status is None or os.environ.get("MAPO_PYTEST_HARD_EXIT") != "1":
-        return
-    if hasattr(config, "workerinput"):  # a pytest-xdist worker: it reports to the controller, which exits last
         return
     sys.stdout.flush()
     sys.stderr.flush()

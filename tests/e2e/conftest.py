@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,67 +31,26 @@ class SmokeRun:
         return training_steps(self.records)
 
 
-@dataclass
-class BackgroundSmoke:
-    """A smoke subprocess started with :func:`start_smoke`; :meth:`wait` collects it as a :class:`SmokeRun`."""
-
-    out: Path
-    proc: subprocess.Popen
-    console_path: Path
-    expect_success: bool
-    started: float
-    result: SmokeRun | None = None
-
-    def wait(self) -> SmokeRun:
-        if self.result is None:
-            try:
-                self.proc.wait(timeout=max(1.0, SMOKE_TIMEOUT_S - (time.monotonic() - self.started)))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            console = self.console_path.read_text(errors="replace")
-            if self.proc.returncode != 0 and self.expect_success:
-                log = self.out / "main_ppo.log"
-                tail = "\n".join(log.read_text().splitlines()[-60:]) if log.is_file() else ""
-                pytest.fail(
-                    f"smoke run failed ({self.proc.returncode}):\n{console[-4000:]}\n--- main_ppo.log tail ---\n{tail}"
-                )
-            records = read_records(self.out / "metrics.jsonl")
-            self.result = SmokeRun(out=self.out, returncode=self.proc.returncode, console=console, records=records)
-        return self.result
-
-    def stop(self) -> None:
-        """End the run's whole process tree if it is still going (a fixture that used it failed first)."""
-        if self.proc.poll() is None:
-            from mapo_verl.runs.supervise import end_tree, process_tree
-
-            end_tree(process_tree(self.proc.pid))
-            self.proc.wait()
-
-
-def start_smoke(
+def run_smoke(
     out: Path,
     cache_dir: Path,
     *args: str,
     python: str = sys.executable,
     extra_env: dict[str, str] | None = None,
     expect_success: bool = True,
-) -> BackgroundSmoke:
-    """Start the smoke command as a user would, in the background (its own private Ray and process tree)."""
+) -> SmokeRun:
+    """Run the smoke command as a user would; the JSONL is read before any later run replaces it."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
     env.pop("RAY_ADDRESS", None)
     cmd = [python, "-m", "mapo_verl", "smoke", "--out", str(out), "--cache-dir", str(cache_dir), *args]
-    # a file, not a pipe: a background run must never block on a full pipe while the foreground runs
-    console_path = out.parent / f"{out.name}.console.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with console_path.open("w") as console:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=console, stderr=subprocess.STDOUT, text=True)
-    return BackgroundSmoke(out, proc, console_path, expect_success, time.monotonic())
-
-
-def run_smoke(out: Path, cache_dir: Path, *args: str, **kwargs) -> SmokeRun:
-    """:func:`start_smoke` and wait; the JSONL is read before any later run replaces it."""
-    return start_smoke(out, cache_dir, *args, **kwargs).wait()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S, check=False)
+    records = read_records(out / "metrics.jsonl")
+    console = proc.stdout + proc.stderr
+    if proc.returncode != 0 and expect_success:
+        log = out / "main_ppo.log"
+        tail = "\n".join(log.read_text().splitlines()[-60:]) if log.is_file() else ""
+        pytest.fail(f"smoke run failed ({proc.returncode}):\n{console[-4000:]}\n--- main_ppo.log tail ---\n{tail}")
+    return SmokeRun(out=out, returncode=proc.returncode, console=console, records=records)
 
 
 @pytest.fixture(scope="session")
@@ -206,19 +164,15 @@ def vllm_python() -> str:
 
 
 @pytest.fixture(scope="session")
-def smoke_vllm(tmp_path_factory, model_cache, vllm_python, vllm_hung_job) -> SmokeRun:
-    """MAPO with verl's vLLM rollout (server on dummy weights): validation, 2 steps at lr 1e-3, checkpoint.
-
-    The silent-hang run goes on in the background meanwhile: it waits out its time limit, mostly idle."""
+def smoke_vllm(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
+    """MAPO with verl's vLLM rollout (server on dummy weights): validation, 2 steps at lr 1e-3, checkpoint."""
     out = tmp_path_factory.mktemp("smoke_vllm") / "run"
     return run_smoke(out, model_cache, "--rollout", "vllm", "--steps", "2", VLLM_SMOKE_LR, python=vllm_python)
 
 
 @pytest.fixture(scope="session")
-def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python, vllm_no_sync_job) -> SmokeRun:
-    """The same folder with ``trainer.resume_mode=auto`` and 3 steps: verl resumes from step 2 and trains step 3.
-
-    The no-sync negative control runs in the background meanwhile."""
+def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python) -> SmokeRun:
+    """The same folder with ``trainer.resume_mode=auto`` and 3 steps: verl resumes from step 2 and trains step 3."""
     return run_smoke(
         smoke_vllm.out,
         model_cache,
@@ -237,9 +191,8 @@ def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python, vllm_no_sync_job) -
 HUNG_SYNC_SITECUSTOMIZE = NO_SYNC_SITECUSTOMIZE.replace(
     "SYNC_REPLACEMENT = lambda self, *a, **k: None", "SYNC_REPLACEMENT = lambda self, *a, **k: time.sleep(3600)"
 ).replace('SYNC_STATE = "off"', 'SYNC_STATE = "hung"')
-#: the smoke's time limit in the hung run: well past the vLLM server's start (60-115 s measured on 2 busy cores; the
-#: run shares them with the other vLLM runs, which it outlasts in the background)
-HUNG_TIMEOUT_S = 360
+#: the smoke's time limit in the hung run: past the vLLM server's start (60-115 s measured on 2 busy cores)
+HUNG_TIMEOUT_S = 200
 
 
 def _site_with(tmp_path_factory, name: str, source: str) -> str:
@@ -250,11 +203,10 @@ def _site_with(tmp_path_factory, name: str, source: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def vllm_hung_job(tmp_path_factory, model_cache, vllm_python) -> Iterator[BackgroundSmoke]:
-    """A silent hang, started in the background: verl's weight sync into vLLM never returns; the smoke's --timeout
-    must end the whole tree."""
+def smoke_vllm_hung(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
+    """A silent hang: verl's weight sync into vLLM never returns; the smoke's --timeout must end the whole tree."""
     out = tmp_path_factory.mktemp("smoke_vllm_hung") / "run"
-    job = start_smoke(
+    return run_smoke(
         out,
         model_cache,
         "--rollout",
@@ -268,23 +220,14 @@ def vllm_hung_job(tmp_path_factory, model_cache, vllm_python) -> Iterator[Backgr
         extra_env={"PYTHONPATH": _site_with(tmp_path_factory, "hung_sync_site", HUNG_SYNC_SITECUSTOMIZE)},
         expect_success=False,
     )
-    yield job
-    job.stop()
 
 
 @pytest.fixture(scope="session")
-def smoke_vllm_hung(vllm_hung_job, smoke_vllm_resumed) -> SmokeRun:
-    """The hung run's outcome (it ran beside the other vLLM runs)."""
-    return vllm_hung_job.wait()
-
-
-@pytest.fixture(scope="session")
-def vllm_no_sync_job(tmp_path_factory, model_cache, vllm_python, smoke_vllm) -> Iterator[BackgroundSmoke]:
-    """Negative control, started in the background after the main run: one step with verl's weight sync into vLLM
-    turned off (the server keeps dummy weights)."""
+def smoke_vllm_no_sync(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
+    """Negative control: one step with verl's weight sync into vLLM turned off (the server keeps dummy weights)."""
     out = tmp_path_factory.mktemp("smoke_vllm_no_sync") / "run"
     pythonpath = _site_with(tmp_path_factory, "no_sync_site", NO_SYNC_SITECUSTOMIZE)
-    job = start_smoke(
+    return run_smoke(
         out,
         model_cache,
         "--rollout",
@@ -298,11 +241,3 @@ def vllm_no_sync_job(tmp_path_factory, model_cache, vllm_python, smoke_vllm) -> 
         extra_env={"PYTHONPATH": pythonpath},
         expect_success=False,
     )
-    yield job
-    job.stop()
-
-
-@pytest.fixture(scope="session")
-def smoke_vllm_no_sync(vllm_no_sync_job, smoke_vllm_resumed) -> SmokeRun:
-    """The no-sync run's outcome (it ran beside :func:`smoke_vllm_resumed`)."""
-    return vllm_no_sync_job.wait()

@@ -115,6 +115,6 @@ def test_a_silent_hang_times_out_and_ends_the_whole_tree(smoke_vllm_hung):
 
 def test_no_vllm_process_outlives_the_runs(smoke_vllm, smoke_vllm_resumed, smoke_vllm_no_sync, smoke_vllm_hung):
     """The supervisor ends each run's whole tree: no trainer, Ray or vLLM engine process of these runs is left
-    (found by their environment: other tests may run .venv-vllm's Python beside them under pytest-xdist)."""
+    (found by their environment, so that a .venv-vllm Python of another test or user is not counted)."""
     leftovers = [p for run in (smoke_vllm, smoke_vllm_no_sync, smoke_vllm_hung) for p in processes_of(run)]
     assert leftovers == []

@@ -2,8 +2,7 @@
 
 It spends its minutes downloading and unpacking wheels, so it overlaps the CPU-bound tests that run before
 ``test_the_gpu_recipe_installs_in_a_fresh_venv``, which then waits for it and checks the result. When that test is
-not selected, nothing starts; under pytest-xdist (``make test``) the test's fixture starts it. The venv's folder is
-removed at the end of the session.
+not selected, nothing starts. The venv's folder is removed at the end of the session.
 """
 
 from __future__ import annotations
@@ -72,9 +71,7 @@ def start_install() -> BackgroundInstall:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # a pytest-xdist worker does not know whether it will run the test: the fixture starts the install there (the
-    # other worker's tests overlap it anyway)
-    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
+    if session.config.option.collectonly:
         return
     if any(item.name == GPU_RECIPE_TEST for item in session.items):
         session.config.stash[_INSTALL] = start_install()
