@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import random
 import sys
 from dataclasses import dataclass
@@ -96,13 +97,14 @@ def count_item(answer: str, rng: random.Random) -> Item:
 
 def generate(count: int, seed: int, count_share: float = COUNT_SHARE) -> list[Item]:
     """``count`` items, ``round(count * count_share)`` of them count questions and the rest colour questions,
-    answers cycling 1-4 within each kind, in a seeded order."""
+    answers cycling through each kind's :data:`ANSWERS`, in a seeded order."""
     if not 0.0 <= count_share <= 1.0:
         raise ValueError(f"count_share must lie in [0, 1], got {count_share}")
     rng = random.Random(seed)
     n_count = round(count * count_share)
-    items = [count_item(ANSWERS["count"][i % 4], rng) for i in range(n_count)]
-    items += [colour_item(ANSWERS["colour"][i % len(COLOURS)], rng) for i in range(count - n_count)]
+    count_answers, colour_answers = ANSWERS["count"], ANSWERS["colour"]
+    items = [count_item(count_answers[i % len(count_answers)], rng) for i in range(n_count)]
+    items += [colour_item(colour_answers[i % len(colour_answers)], rng) for i in range(count - n_count)]
     rng.shuffle(items)
     return items
 
@@ -143,12 +145,23 @@ def prepare(args: argparse.Namespace) -> Summary:
     return summary
 
 
+def _share(text: str) -> float:
+    """``--count-share``: a number in [0, 1], else argparse's usage error naming the option and the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("shapes", __doc__)
     parser.add_argument("--train-size", type=int, default=512, help="training questions (512)")
     parser.add_argument("--test-size", type=int, default=64, help="held-out questions (64)")
     parser.add_argument(
-        "--count-share", type=float, default=COUNT_SHARE, help=f"share of count (hard) questions ({COUNT_SHARE:g})"
+        "--count-share", type=_share, default=COUNT_SHARE, help=f"share of count (hard) questions ({COUNT_SHARE:g})"
     )
     parser.set_defaults(seed=0)
     return run_main(prepare, parser, argv)

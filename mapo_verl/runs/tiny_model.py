@@ -409,8 +409,7 @@ def _warm_start(
 def cache_key(
     spec: TinyModelSpec, examples: Sequence[WarmStartExample], warm_steps: int, warm_style: str = "mixed"
 ) -> str:
-    key = [BUILD_VERSION, asdict(spec), warm_steps] + ([] if warm_style == "mixed" else [warm_style])
-    digest = hashlib.sha256(json.dumps(key).encode())
+    digest = hashlib.sha256(json.dumps([BUILD_VERSION, asdict(spec), warm_steps, warm_style]).encode())
     for ex in examples:
         digest.update(ex.question.encode() + b"\0" + ex.answer.encode() + b"\0")
         for image in ex.images:
@@ -447,8 +446,7 @@ def build_tiny_model(
         if examples:
             losses = warm_start(tmp, examples, steps=warm_steps, seed=spec.seed, style=warm_style)
             summary = {"steps": warm_steps, "style": warm_style, "first_loss": losses[0], "last_loss": losses[-1]}
-            (tmp / "warm_start.json").write_text(json.dumps(summary, indent=2)
-            )
+            (tmp / "warm_start.json").write_text(json.dumps(summary, indent=2))
         (tmp / ".complete").write_text("ok\n")
         try:
             os.replace(tmp, target)

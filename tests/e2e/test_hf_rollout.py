@@ -67,7 +67,7 @@ def test_sampled_tokens_and_log_probs_match_a_teacher_forced_forward(server, sam
     reference = _prompt(server, image)
     prompt_ids = reference["input_ids"][0].tolist()
     torch.manual_seed(0)
-    token_ids, log_probs = server._generate(prompt_ids, dict(PARAMS), [image], MM_KWARGS)
+    [(token_ids, log_probs)] = server._generate_many(prompt_ids, dict(PARAMS), [image], MM_KWARGS, 1)
     assert 1 <= len(token_ids) == len(log_probs) <= 12
     never = set(server._banned) | set(range(server._vocab_size, server.model.config.text_config.vocab_size))
     assert not never & set(token_ids), "sampled a padded-vocabulary or vision placeholder id"

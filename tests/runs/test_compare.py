@@ -157,6 +157,9 @@ def test_shapes_task_is_balanced_deterministic_and_scored(tmp_path: Path) -> Non
     assert Counter(i.kind for i in shapes.generate(8, seed=0, count_share=0.5)) == {"count": 4, "colour": 4}
     with pytest.raises(ValueError, match="count_share"):
         shapes.generate(8, seed=0, count_share=1.5)
+    with pytest.raises(SystemExit):  # argparse's usage error, before anything is written
+        shapes.main(["--local-save-dir", str(tmp_path / "bad"), "--count-share", "1.5", "--no-progress"])
+    assert not (tmp_path / "bad").exists()
     test = shapes.generate(16, seed=1)
     assert not {i.image for i in test} & {i.image for i in items}
     assert (

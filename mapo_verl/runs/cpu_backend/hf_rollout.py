@@ -166,8 +166,10 @@ class HFRolloutServer:
         await asyncio.sleep(0)  # let the rest of a group's concurrent requests arrive
         while self._waiting:
             key = self._waiting[0][0]
-            batch = [w for w in self._waiting if w[0] == key][: self.MAX_BATCH]
-            self._waiting = [w for w in self._waiting if all(w is not b for b in batch)]
+            batch, rest = [], []
+            for waiting in self._waiting:
+                (batch if waiting[0] == key and len(batch) < self.MAX_BATCH else rest).append(waiting)
+            self._waiting = rest
             try:
                 results = await asyncio.to_thread(self._generate_locked, *batch[0][1], len(batch))
             except Exception as err:  # every waiting caller of this batch gets the error
@@ -178,7 +180,6 @@ class HFRolloutServer:
             for (_, _, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            await asyncio.sleep(0)
 
     def _generate_locked(self, prompt_ids, sampling_params, image_data, mm_kwargs, count: int = 1):
         with self._lock, torch.no_grad():
@@ -219,14 +220,11 @@ class HFRolloutServer:
             limit = min(self.config.response_length, budget)
         return max(1, min(int(limit), self.config.max_model_len - n_prompt if self.config.max_model_len else limit))
 
-    def _generate(self, prompt_ids, sampling_params, image_data, mm_kwargs) -> tuple[list[int], list[float]]:
-        """One sample: the response token ids (ending with the stop token when one was produced) and log-probs."""
-        return self._generate_many(prompt_ids, sampling_params, image_data, mm_kwargs, 1)[0]
-
     def _generate_many(
         self, prompt_ids, sampling_params, image_data, mm_kwargs, count: int
     ) -> list[tuple[list[int], list[float]]]:
-        """``count`` independent samples of one prompt in one ``generate`` call (``num_return_sequences``)."""
+        """``count`` independent samples of one prompt in one ``generate`` call (``num_return_sequences``): each the
+        response token ids (ending with the stop token when one was produced) and their log-probs."""
         sampling_params = dict(sampling_params)
         inputs = self.build_inputs(prompt_ids, image_data, mm_kwargs)
         n_prompt = inputs["input_ids"].shape[1]
