@@ -1,10 +1,19 @@
-"""Suite-wide hooks.
+"""Suite-wide hooks: the run's shared folder, the trainer jobs' memory budget, how ``make test`` splits the suite
+between its two pytest-xdist workers, and what the tests left running.
+
+``make test`` runs ``pytest -n 2 --dist loadgroup``: two worker processes, each test file (a *group*) whole on one
+worker, the longest files first (:data:`LONGEST_FIRST`). Files that share a session fixture share a group
+(:data:`SHARED_GROUPS`), so that no expensive fixture is built twice. The processes of one run (the controller
+and its workers) share a folder (``$MAPO_TEST_RUN_DIR``): the tiny models' cache, the GPU recipe's background
+install, and the memory ledger through which every trainer job claims its measured peak before it starts
+(:class:`MemoryBudget`), so that the two workers never run more jobs at once than the machine's memory holds.
+Without ``-n`` the same hooks give one process the same folder and budget.
 
 pytest exits normally: atexit handlers (coverage, profilers, a caller's ``pytest.main()``) run as usual. At the
 end of the session the suite reports what the tests left running in this process (threads that are not daemons,
 an initialised Ray), the usual cause of a crash in interpreter teardown.
 
-One workaround remains, opted into by ``.ci/run`` alone: with ``MAPO_PYTEST_HARD_EXIT=1`` the process ends right
+One workaround remains, opted into by ``.ci/run`` alone: with ``MAPO_PYTEST_HARD_EXIT=1`` the controller ends right
 after pytest's report, with pytest's exit status, skipping the interpreter's teardown. In one of five fresh-clone
 CI runs (28 Nov 2026) the pytest process died with SIGSEGV after its summary line (618 passed) while native
 libraries were being finalised; it has not been reproduced since (docs/development.md, "Test runner exit").
@@ -13,16 +22,167 @@ libraries were being finalised; it has not been reproduced since (docs/developme
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
+import time
+import uuid
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import psutil
 import pytest
 
 _EXIT_STATUS = "_mapo_exit_status"
+#: the folder the pytest processes of one run share (made by the first, inherited by pytest-xdist's workers)
+RUN_DIR_ENV = "MAPO_TEST_RUN_DIR"
+_OWNS_RUN_DIR = pytest.StashKey[Path]()
+
+#: the longest test files (measured, docs/measurements.md), first in the queue so that the two workers start on
+#: them at once instead of one of them ending the session alone; the vLLM tier and the cluster tests first, as
+#: their jobs fit in memory beside each other
+LONGEST_FIRST = (
+    "e2e/test_vllm_smoke.py",
+    "clusters/test_ray_launcher.py",
+    "clusters/test_local_resume.py",
+    "clusters/test_slurm_smoke.py",
+    "e2e/test_every_config.py",
+    "e2e/test_learnable_compare.py",
+    "e2e/test_smoke_e2e.py",
+)
+#: files that use another file's session fixture run in that file's group (one worker builds the fixture once)
+SHARED_GROUPS = {"e2e/test_readme_smoke_sample.py": "e2e/test_smoke_e2e.py"}  # smoke_mapo
 
 
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+# ------------------------------------------------------------------------------------- the run's folder
+def run_dir() -> Path:
+    """The folder shared by every pytest process of this run (see the module's docstring)."""
+    return Path(os.environ[RUN_DIR_ENV])
+
+
+@pytest.fixture(scope="session")
+def test_run_dir() -> Path:
+    """:func:`run_dir`, for the other conftests and the tests (which cannot import this file by name)."""
+    return run_dir()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(RUN_DIR_ENV) and Path(os.environ[RUN_DIR_ENV]).is_dir():
+        return  # a pytest-xdist worker, or a pytest started by a test: the outer run's folder
+    path = Path(tempfile.mkdtemp(prefix="mapo-tests-"))
+    os.environ[RUN_DIR_ENV] = str(path)  # before pytest-xdist starts its workers, which inherit it
+    config.stash[_OWNS_RUN_DIR] = path
+
+
+# ------------------------------------------------------------------------------------- the memory budget
+#: measured peaks of one job (GB of the machine's used memory, docs/measurements.md), claimed with a margin
+JOB_GB = {"hf": 5.0, "vllm": 10.0, "ray-cluster": 6.0, "slurm": 6.0}
+#: memory left outside the budget: the pytest processes (verl and torch imported), the tests' fresh
+#: interpreters, the GPU recipe's install, the system
+RESERVED_GB = 8.0
+#: a claim that waits longer than this fails and names what held the memory
+CLAIM_TIMEOUT_S = 2400
+
+
+@dataclass
+class MemoryBudget:
+    """The trainer jobs' memory on this machine, shared by every pytest process of a run.
+
+    A job claims ``gb`` (its measured peak) before it starts and frees it when it ends. A claim waits while the
+    claims held plus its own exceed ``total_gb``; one that alone exceeds the budget waits for an empty ledger. The
+    ledger is a JSON file ``{claim: [pid, gb, what]}`` rewritten under an ``flock``; claims of processes that are
+    gone are dropped. Each claim's wait is appended to ``waits.jsonl`` for the session's summary.
+    """
+
+    folder: Path
+    total_gb: float
+
+    @classmethod
+    def for_this_machine(cls, folder: Path) -> MemoryBudget:
+        total = float(os.environ.get("MAPO_TEST_MEMORY_GB", 0)) or psutil.virtual_memory().total / 2**30 - RESERVED_GB
+        return cls(folder, max(total, 1.0))
+
+    @property
+    def ledger(self) -> Path:
+        return self.folder / "memory.json"
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[dict[str, list]]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "memory.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                held = json.loads(self.ledger.read_text()) if self.ledger.is_file() else {}
+                held = {k: v for k, v in held.items() if psutil.pid_exists(v[0])}
+                yield held
+                tmp = self.ledger.with_suffix(".tmp")
+                tmp.write_text(json.dumps(held))
+                os.replace(tmp, self.ledger)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def claim(self, gb: float, what: str) -> Iterator[None]:
+        key = f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
+        start = time.monotonic()
+        while True:
+            with self._held() as held:
+                used = sum(v[1] for v in held.values())
+                if not held or used + gb <= self.total_gb:
+                    held[key] = [os.getpid(), gb, what]
+                    break
+            if time.monotonic() - start > CLAIM_TIMEOUT_S:
+                pytest.fail(f"{what}: waited {CLAIM_TIMEOUT_S} s for {gb} GB of {self.total_gb:.1f}; held: {held}")
+            time.sleep(1.0)
+        waited = time.monotonic() - start
+        with (self.folder / "waits.jsonl").open("a") as log:
+            log.write(json.dumps({"what": what, "gb": gb, "waited_s": round(waited, 1)}) + "\n")
+        try:
+            yield
+        finally:
+            with self._held() as held:
+                held.pop(key, None)
+
+
+@pytest.fixture(scope="session")
+def memory_claim() -> Callable[[str, str], contextlib.AbstractContextManager]:
+    """``with memory_claim(kind, what):`` around one trainer job; ``kind`` is a key of :data:`JOB_GB` (or a
+    number of GB)."""
+    budget = MemoryBudget.for_this_machine(run_dir() / "memory")
+    return lambda kind, what: budget.claim(JOB_GB.get(kind) or float(kind), what)
+
+
+# ------------------------------------------------------------------------------------- the split
+def group_of(item: pytest.Item) -> str:
+    path = item.path.as_posix()
+    name = path.split("/tests/", 1)[-1]
+    return SHARED_GROUPS.get(name, name)
+
+
+def _rank(item: pytest.Item) -> int:
+    group = group_of(item)
+    return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group_of(item)))
+    items.sort(key=_rank)  # stable: the order within a file, and of the other files, is kept
+
+
+# ------------------------------------------------------------------------------------- the end
 def leftovers() -> list[str]:
     """What the tests left running in this process: non-daemon threads other than main, an initialised Ray."""
     found = [
@@ -50,18 +210,49 @@ def _shut_down_the_main_event_loop():
         loop.close()
 
 
+#: the run's background processes (``<name>.pid`` in the run's folder), ended with the session that made the folder
+BACKGROUND_PIDS = "*.pid"
+
+
+def _end_background(folder: Path) -> None:
+    from mapo_verl.runs.supervise import end_tree, process_tree
+
+    for pid_file in folder.glob(BACKGROUND_PIDS):
+        with contextlib.suppress(ValueError, psutil.NoSuchProcess):
+            end_tree(process_tree(int(pid_file.read_text())))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     setattr(session.config, _EXIT_STATUS, int(exitstatus))
     left = leftovers()
     if left:
         print(f"\n[mapo-verl] left running by the tests: {'; '.join(left)}", file=sys.stderr)
+    owned = session.config.stash.get(_OWNS_RUN_DIR, None)
+    if owned is not None:  # the controller (or the only process), after every worker ended
+        _end_background(owned)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    owned = config.stash.get(_OWNS_RUN_DIR, None)
+    waits_log = owned / "memory" / "waits.jsonl" if owned else None
+    if waits_log is None or not waits_log.is_file():
+        return
+    waits = [json.loads(line) for line in waits_log.read_text().splitlines()]
+    waited = [w for w in waits if w["waited_s"] >= 1]
+    total = sum(w["waited_s"] for w in waited)
+    terminalreporter.write_line(
+        f"[mapo-verl] memory budget: {len(waits)} trainer jobs, {len(waited)} waited for memory ({total:.0f} s in all)"
+    )
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
+    owned = config.stash.get(_OWNS_RUN_DIR, None)
+    if owned is not None:
+        shutil.rmtree(owned, ignore_errors=True)
     status = getattr(config, _EXIT_STATUS, None)
-    if status is None or os.environ.get("MAPO_PYTEST_HARD_EXIT") != "1":
-        return
+    if status is None or os.environ.get("MAPO_PYTEST_HARD_EXIT") != "1" or is_xdist_worker(config):
+        return  # a pytest-xdist worker reports to the controller, which exits last
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

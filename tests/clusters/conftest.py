@@ -111,7 +111,7 @@ class Neighbour:
             POINTER.write_text(self.address)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def neighbour(start_ray_node) -> Iterator[Neighbour]:
     """Someone else's Ray on this machine: a head on its own port and temp dir. `ray start` writes Ray's pointer
     /tmp/ray/ray_current_cluster, which a smoke must not follow either."""

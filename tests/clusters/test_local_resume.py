@@ -56,9 +56,13 @@ def _kill_tree(pid: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def killed(neighbour, tmp_path_factory):
+def killed(neighbour, tmp_path_factory, memory_claim):
     """Run 1, SIGKILLed while its save of step 2 waits on ``data.pt``; the tracker's text right after the kill."""
-    out = tmp_path_factory.mktemp("local-resume")
+    with memory_claim("hf", "smoke (killed during the save)"):
+        return _kill_during_the_save(neighbour, tmp_path_factory.mktemp("local-resume"))
+
+
+def _kill_during_the_save(neighbour, out: Path) -> tuple:
     ckpt = out / "checkpoints"
     pipe = ckpt / "global_step_2" / "data.pt"
     pipe.parent.mkdir(parents=True)
@@ -78,12 +82,13 @@ def killed(neighbour, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def resumed(killed, neighbour):
+def resumed(killed, neighbour, memory_claim):
     """Run 2 (same command) after the tracker was emptied."""
     out = killed[0]
     (out / "checkpoints" / checkpoint_guard.TRACKER).write_text("")
-    proc = _smoke(out, neighbour)
-    output = proc.communicate(timeout=900)[0]
+    with memory_claim("hf", "smoke (resumed after the kill)"):
+        proc = _smoke(out, neighbour)
+        output = proc.communicate(timeout=900)[0]
     return proc.returncode, output, out
 
 

@@ -52,11 +52,16 @@ def _worker_nodes(dashboard: str, submission_id: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def jobs(ray_cluster, tmp_path_factory):
+def jobs(ray_cluster, tmp_path_factory, memory_claim):
     """Job 1 with its worker node lost after the step-1 checkpoint, then job 2 (the same command) to the end."""
-    out = tmp_path_factory.mktemp("smoke-ray")
+    with memory_claim("ray-cluster", "smoke --launcher ray (a node lost, then resubmitted)"):
+        return _lose_a_node_then_resubmit(ray_cluster, tmp_path_factory.mktemp("smoke-ray"))
+
+
+def _lose_a_node_then_resubmit(ray_cluster, out: Path) -> tuple:
     tracker = out / "checkpoints" / "latest_checkpointed_iteration.txt"
-    proc = _smoke(ray_cluster, out, timeout=200)
+    # the node's loss must end it (FAILED) well within this limit, even with another worker's job on the cores
+    proc = _smoke(ray_cluster, out, timeout=300)
     deadline = time.monotonic() + 600
     while not (tracker.is_file() and tracker.read_text() == "1"):
         assert proc.poll() is None, f"job 1 ended before checkpointing step 1:\n{proc.stdout.read()[-4000:]}"

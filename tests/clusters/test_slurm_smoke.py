@@ -75,7 +75,7 @@ def _smoke(cluster, out: Path, *extra: str, neighbour=None) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def two_node_job(slurm, neighbour, tmp_path_factory):
+def two_node_job(slurm, neighbour, tmp_path_factory, memory_claim):
     """One 2-node smoke job; while it runs, which Slurm node each Ray process runs under."""
     out = tmp_path_factory.mktemp("smoke-slurm")
     seen: dict[str, tuple[str, str]] = {}
@@ -88,8 +88,9 @@ def two_node_job(slurm, neighbour, tmp_path_factory):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    proc = _smoke(slurm, out, neighbour=neighbour)
-    output, _ = proc.communicate(timeout=900)
+    with memory_claim("slurm", "smoke --launcher slurm"):
+        proc = _smoke(slurm, out, neighbour=neighbour)
+        output, _ = proc.communicate(timeout=900)
     stop.set()
     sampler.join(timeout=10)
     return proc.returncode, output, out, seen
@@ -120,15 +121,21 @@ def test_no_ray_process_left_and_the_neighbour_is_alive(two_node_job, slurm, nei
     assert neighbour.is_alive()
 
 
-def test_bad_config_key_fails_with_the_key_named(two_node_job, slurm, tmp_path):
-    proc = _smoke(slurm, tmp_path / "out", "trainer.no_such_key_xyz=1")
-    output, _ = proc.communicate(timeout=600)
+def test_bad_config_key_fails_with_the_key_named(two_node_job, slurm, tmp_path, memory_claim):
+    with memory_claim("slurm", "smoke --launcher slurm (bad key)"):
+        proc = _smoke(slurm, tmp_path / "out", "trainer.no_such_key_xyz=1")
+        output, _ = proc.communicate(timeout=600)
     assert proc.returncode != 0
     assert "FAILED (ExitCode=1:0)" in output, output[-3000:]
     assert "no_such_key_xyz" in output
 
 
-def test_scancel_mid_run_leaves_nothing(two_node_job, slurm, tmp_path):
+def test_scancel_mid_run_leaves_nothing(two_node_job, slurm, tmp_path, memory_claim):
+    with memory_claim("slurm", "smoke --launcher slurm (scancel)"):
+        _cancel_mid_run(slurm, tmp_path)
+
+
+def _cancel_mid_run(slurm, tmp_path: Path) -> None:
     proc = _smoke(slurm, tmp_path / "out")
     env = slurm.env()
     deadline = time.monotonic() + 300

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +40,17 @@ def run_smoke(
     python: str = sys.executable,
     extra_env: dict[str, str] | None = None,
     expect_success: bool = True,
+    memory: AbstractContextManager | None = None,
 ) -> SmokeRun:
-    """Run the smoke command as a user would; the JSONL is read before any later run replaces it."""
+    """Run the smoke command as a user would, inside ``memory`` (its claim on the run's memory budget,
+    tests/conftest.py); the JSONL is read before any later run replaces it."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
     env.pop("RAY_ADDRESS", None)
     cmd = [python, "-m", "mapo_verl", "smoke", "--out", str(out), "--cache-dir", str(cache_dir), *args]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S, check=False)
+    with memory or contextlib.nullcontext():
+        proc = subprocess.run(
+            cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S, check=False
+        )
     records = read_records(out / "metrics.jsonl")
     console = proc.stdout + proc.stderr
     if proc.returncode != 0 and expect_success:
@@ -54,8 +61,12 @@ def run_smoke(
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("mapo_verl_cache")
+def model_cache(test_run_dir: Path) -> Path:
+    """The tiny models' cache of this run, shared by both pytest-xdist workers (a model is built in a temporary
+    folder and renamed, so two builds at once are safe)."""
+    cache = test_run_dir / "models"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +76,14 @@ def smoke_runner() -> Callable[..., SmokeRun]:
 
 
 @pytest.fixture(scope="session")
-def smoke_mapo(tmp_path_factory, model_cache) -> SmokeRun:
+def smoke_mapo(tmp_path_factory, model_cache, memory_claim) -> SmokeRun:
     """MAPO from scratch: validation, 2 training steps, a checkpoint at step 2 (verl's layout)."""
-    return run_smoke(tmp_path_factory.mktemp("smoke") / "run", model_cache, "--steps", "2")
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    return run_smoke(out, model_cache, "--steps", "2", memory=memory_claim("hf", "smoke (mapo)"))
 
 
 @pytest.fixture(scope="session")
-def smoke_resumed_grpo(smoke_mapo, model_cache) -> SmokeRun:
+def smoke_resumed_grpo(smoke_mapo, model_cache, memory_claim) -> SmokeRun:
     """The same folder, 3 steps, ``trainer.resume_mode=auto`` and the GRPO estimator: verl resumes from step 2 and
     trains step 3 with the baseline estimator (one job for both checks keeps the e2e tier near 4 minutes)."""
     return run_smoke(
@@ -83,6 +95,7 @@ def smoke_resumed_grpo(smoke_mapo, model_cache) -> SmokeRun:
         "grpo",
         "trainer.resume_mode=auto",
         "trainer.val_before_train=False",
+        memory=memory_claim("hf", "smoke (grpo, resumed)"),
     )
 
 
@@ -164,14 +177,16 @@ def vllm_python() -> str:
 
 
 @pytest.fixture(scope="session")
-def smoke_vllm(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
+def smoke_vllm(tmp_path_factory, model_cache, vllm_python, memory_claim) -> SmokeRun:
     """MAPO with verl's vLLM rollout (server on dummy weights): validation, 2 steps at lr 1e-3, checkpoint."""
     out = tmp_path_factory.mktemp("smoke_vllm") / "run"
-    return run_smoke(out, model_cache, "--rollout", "vllm", "--steps", "2", VLLM_SMOKE_LR, python=vllm_python)
+    memory = memory_claim("vllm", "smoke --rollout vllm")
+    args = ("--rollout", "vllm", "--steps", "2", VLLM_SMOKE_LR)
+    return run_smoke(out, model_cache, *args, python=vllm_python, memory=memory)
 
 
 @pytest.fixture(scope="session")
-def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python) -> SmokeRun:
+def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python, memory_claim) -> SmokeRun:
     """The same folder with ``trainer.resume_mode=auto`` and 3 steps: verl resumes from step 2 and trains step 3."""
     return run_smoke(
         smoke_vllm.out,
@@ -184,6 +199,7 @@ def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python) -> SmokeRun:
         "trainer.resume_mode=auto",
         "trainer.val_before_train=False",
         python=vllm_python,
+        memory=memory_claim("vllm", "smoke --rollout vllm (resumed)"),
     )
 
 
@@ -191,8 +207,9 @@ def smoke_vllm_resumed(smoke_vllm, model_cache, vllm_python) -> SmokeRun:
 HUNG_SYNC_SITECUSTOMIZE = NO_SYNC_SITECUSTOMIZE.replace(
     "SYNC_REPLACEMENT = lambda self, *a, **k: None", "SYNC_REPLACEMENT = lambda self, *a, **k: time.sleep(3600)"
 ).replace('SYNC_STATE = "off"', 'SYNC_STATE = "hung"')
-#: the smoke's time limit in the hung run: past the vLLM server's start (60-115 s measured on 2 busy cores)
-HUNG_TIMEOUT_S = 200
+#: the smoke's time limit in the hung run: past the vLLM server's start (60-115 s measured on 2 busy cores; under
+#: ``make test`` another worker's job may share the cores)
+HUNG_TIMEOUT_S = 240
 
 
 def _site_with(tmp_path_factory, name: str, source: str) -> str:
@@ -203,7 +220,7 @@ def _site_with(tmp_path_factory, name: str, source: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def smoke_vllm_hung(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
+def smoke_vllm_hung(tmp_path_factory, model_cache, vllm_python, memory_claim) -> SmokeRun:
     """A silent hang: verl's weight sync into vLLM never returns; the smoke's --timeout must end the whole tree."""
     out = tmp_path_factory.mktemp("smoke_vllm_hung") / "run"
     return run_smoke(
@@ -219,11 +236,12 @@ def smoke_vllm_hung(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
         python=vllm_python,
         extra_env={"PYTHONPATH": _site_with(tmp_path_factory, "hung_sync_site", HUNG_SYNC_SITECUSTOMIZE)},
         expect_success=False,
+        memory=memory_claim("vllm", "smoke --rollout vllm (sync hung)"),
     )
 
 
 @pytest.fixture(scope="session")
-def smoke_vllm_no_sync(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
+def smoke_vllm_no_sync(tmp_path_factory, model_cache, vllm_python, memory_claim) -> SmokeRun:
     """Negative control: one step with verl's weight sync into vLLM turned off (the server keeps dummy weights)."""
     out = tmp_path_factory.mktemp("smoke_vllm_no_sync") / "run"
     pythonpath = _site_with(tmp_path_factory, "no_sync_site", NO_SYNC_SITECUSTOMIZE)
@@ -240,4 +258,5 @@ def smoke_vllm_no_sync(tmp_path_factory, model_cache, vllm_python) -> SmokeRun:
         python=vllm_python,
         extra_env={"PYTHONPATH": pythonpath},
         expect_success=False,
+        memory=memory_claim("vllm", "smoke --rollout vllm (sync off)"),
     )

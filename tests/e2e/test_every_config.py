@@ -79,7 +79,7 @@ JOB_TESTS = ("test_training_config_trains_a_step", "test_eval_config_gives_the_p
 
 
 @pytest.fixture(scope="module")
-def jobs(request, tmp_path_factory, model_cache, smoke_runner):
+def jobs(request, tmp_path_factory, model_cache, smoke_runner, memory_claim):
     """name -> the future of its smoke run; every selected job is submitted at once, :data:`PARALLEL_JOBS` at a time."""
     selected = [
         item.callspec.params["name"]
@@ -92,7 +92,8 @@ def jobs(request, tmp_path_factory, model_cache, smoke_runner):
         out = tmp_path_factory.mktemp(name) / "run"
         one_step = (*ONE_STEP, f"trainer.rollout_data_dir={out / 'rollouts'}")  # verl's dump of the trained batch
         args = ("--config", name, *(() if name in EVAL else one_step))
-        return smoke_runner(out, model_cache, *args, expect_success=False)
+        memory = memory_claim("hf", f"smoke --config {name}")
+        return smoke_runner(out, model_cache, *args, expect_success=False, memory=memory)
 
     futures: dict[str, Future] = {name: pool.submit(run, name) for name in selected}
     yield futures

@@ -25,23 +25,28 @@ REPO = Path(__file__).resolve().parents[2]
 STEPS, TEST_FREQ = 8, 4
 MIN_RISE = 0.20
 RUN_TIMEOUT_S = 900
+#: one shapes run's peak memory (GB, docs/measurements.md); compare runs two at a time on CPU
+JOB_GB = 5.0
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
+def _run(memory, *args: str) -> subprocess.CompletedProcess:
+    """``python -m mapo_verl ARGS`` inside ``memory``, its claim on the run's memory budget (tests/conftest.py)."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "mapo_verl", *args]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * RUN_TIMEOUT_S)
+    with memory:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * RUN_TIMEOUT_S)
     if proc.returncode != 0:
         pytest.fail(f"{' '.join(args[:1])} failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
     return proc
 
 
 @pytest.fixture(scope="module")
-def comparison(tmp_path_factory, model_cache: Path) -> dict:
+def comparison(tmp_path_factory, model_cache: Path, memory_claim) -> dict:
     out = tmp_path_factory.mktemp("compare")
     cmd = ["compare", "--out", str(out), "--cache-dir", str(model_cache), "--estimators", "mapo,grpo"]
-    proc = _run(*cmd, "--seeds", "1", "--steps", str(STEPS), "--test-freq", str(TEST_FREQ))
+    memory = memory_claim(2 * JOB_GB, "compare (two runs at a time)")
+    proc = _run(memory, *cmd, "--seeds", "1", "--steps", str(STEPS), "--test-freq", str(TEST_FREQ))
     return {"out": out, "console": proc.stdout, "summary": json.loads((out / "summary.json").read_text())}
 
 
@@ -77,9 +82,10 @@ def test_held_out_accuracy_rises_in_every_run(comparison: dict) -> None:
     assert all(rise >= MIN_RISE for rise in rises.values()), rises
 
 
-def test_newcomer_smoke_mixes(tmp_path: Path, model_cache: Path) -> None:
+def test_newcomer_smoke_mixes(tmp_path: Path, model_cache: Path, memory_claim) -> None:
     out = tmp_path / "smoke"
-    proc = _run("smoke", "--out", str(out), "--cache-dir", str(model_cache), "--data", "generated")
+    memory = memory_claim("hf", "smoke --data generated")
+    proc = _run(memory, "smoke", "--out", str(out), "--cache-dir", str(model_cache), "--data", "generated")
     lambdas = [data["mapo/lambda_mean"] for data in training_steps(read_records(out / "metrics.jsonl")).values()]
     assert lambdas and any(0.0 < lam < 1.0 for lam in lambdas), lambdas
     assert "generated diagrams" in proc.stdout and "lambda_mean=" in proc.stdout

@@ -2,16 +2,20 @@
 
 It spends its minutes downloading and unpacking wheels, so it overlaps the CPU-bound tests that run before
 ``test_the_gpu_recipe_installs_in_a_fresh_venv``, which then waits for it and checks the result. When that test is
-not selected, nothing starts. The venv's folder is removed at the end of the session.
+not selected, nothing starts.
+
+Under pytest-xdist every worker collects the test but only one runs it, on either worker: the first process to
+claim ``gpu-recipe/`` in the run's shared folder (tests/conftest.py) starts the install there, detached, and the
+test, wherever it runs, reads its exit status from ``gpu-recipe/rc``. The session that made the shared folder ends
+the install if it still runs (its pid is ``gpu-recipe.pid``) and removes the folder.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,67 +31,72 @@ INSTALL_TIMEOUT_S = 1500
 
 @dataclass
 class BackgroundInstall:
-    """``scripts/install_gpu.sh VENV`` with the GPU settings, running in the background."""
+    """``scripts/install_gpu.sh VENV`` with the GPU settings, running detached in ``root``: its output goes to
+    ``install.log``, its exit status to ``rc`` when it ends, its start time (epoch seconds) to ``started``."""
 
     root: Path
-    proc: subprocess.Popen
-    log: Path
-    started: float
 
     @property
     def venv(self) -> Path:
         return self.root / "venv"
 
-    def wait(self) -> tuple[int, str]:
-        """Its exit status and output (124 when it ran past INSTALL_TIMEOUT_S)."""
+    @property
+    def pid_file(self) -> Path:
+        return self.root.with_suffix(".pid")  # beside root: the run's background processes (tests/conftest.py)
+
+    def start(self) -> bool:
+        """Start the install unless another process of this run already did; True when this call started it."""
         try:
-            self.proc.wait(timeout=max(1.0, INSTALL_TIMEOUT_S - (time.monotonic() - self.started)))
-            code = self.proc.returncode
-        except subprocess.TimeoutExpired:
+            self.root.mkdir()
+        except FileExistsError:
+            return False
+        env = {**os.environ, "FLASH_ATTENTION_SKIP_CUDA_BUILD": "TRUE", "MAPO_VLLM": "vllm", "PYTHON": sys.executable}
+        (self.root / "started").write_text(str(time.time()))
+        q = {name: shlex.quote(str(path)) for name, path in (("script", SCRIPT), ("venv", self.venv),
+             ("log", self.root / "install.log"), ("rc", self.root / "rc"), ("pid", self.pid_file))}  # fmt: skip
+        # the exit status is written atomically (rc.tmp, then mv) and the pid file removed once it ended
+        line = (f"bash {q['script']} {q['venv']} > {q['log']} 2>&1; echo $? > {q['rc']}.tmp; "
+                f"mv {q['rc']}.tmp {q['rc']}; rm -f {q['pid']}")  # fmt: skip
+        quiet = subprocess.DEVNULL
+        proc = subprocess.Popen(["bash", "-c", line], cwd=REPO, env=env, start_new_session=True,
+                                stdin=quiet, stdout=quiet, stderr=quiet)  # fmt: skip
+        self.pid_file.write_text(str(proc.pid))
+        return True
+
+    def wait(self) -> tuple[int, str]:
+        """Its exit status and output (124 when it ran past INSTALL_TIMEOUT_S, and it is then ended)."""
+        started = float((self.root / "started").read_text())
+        rc = self.root / "rc"
+        while not rc.is_file() and time.time() - started < INSTALL_TIMEOUT_S:
+            time.sleep(1.0)
+        if rc.is_file():
+            code = int(rc.read_text())
+        else:
             self.stop()
             code = 124
-        return code, self.log.read_text(errors="replace")
+        return code, (self.root / "install.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            from mapo_verl.runs.supervise import end_tree, process_tree
+        from mapo_verl.runs.supervise import end_tree, process_tree
 
-            end_tree(process_tree(self.proc.pid))
-            self.proc.wait()
-
-
-_INSTALL = pytest.StashKey[BackgroundInstall]()
+        if self.pid_file.is_file():
+            end_tree(process_tree(int(self.pid_file.read_text())))
 
 
-def start_install() -> BackgroundInstall:
-    root = Path(tempfile.mkdtemp(prefix="mapo-gpu-recipe-"))
-    env = {**os.environ, "FLASH_ATTENTION_SKIP_CUDA_BUILD": "TRUE", "MAPO_VLLM": "vllm", "PYTHON": sys.executable}
-    log = root / "install.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            ["bash", str(SCRIPT), str(root / "venv")], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    return BackgroundInstall(root, proc, log, time.monotonic())
+def _install() -> BackgroundInstall:
+    return BackgroundInstall(Path(os.environ["MAPO_TEST_RUN_DIR"]) / "gpu-recipe")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     if any(item.name == GPU_RECIPE_TEST for item in session.items):
-        session.config.stash[_INSTALL] = start_install()
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    install = session.config.stash.get(_INSTALL, None)
-    if install is not None:
-        install.stop()
-        shutil.rmtree(install.root, ignore_errors=True)
+        _install().start()
 
 
 @pytest.fixture(scope="session")
-def gpu_recipe_install(request) -> BackgroundInstall:
-    """The background install of this session (started now if collection did not start it)."""
-    install = request.config.stash.get(_INSTALL, None)
-    if install is None:
-        install = request.config.stash[_INSTALL] = start_install()
+def gpu_recipe_install(test_run_dir: Path) -> BackgroundInstall:
+    """The background install of this run (started now if collection did not start it)."""
+    install = _install()
+    install.start()
     return install
