@@ -33,12 +33,12 @@ venv-vllm: $(VLLM_STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# Two pytest-xdist workers, each test file whole on one of them, the longest files first; every trainer job claims
+# Two pytest-xdist workers, each test file whole on one of them (files sharing a session fixture together), the longest files first; every trainer job claims
 # its measured memory first, so that the two workers' jobs fit in memory together (tests/conftest.py;
 # docs/development.md, "Test tiers").
 TEST_WORKERS ?= 2
 test: lint venv-vllm
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The inner loop: pure math, rewards and data on fixtures (no Ray, no fresh verl interpreters, no trainer).
 test-fast: venv

@@ -1,7 +1,7 @@
 """Suite-wide hooks: the run's shared folder, the trainer jobs' memory budget, how ``make test`` splits the suite
 between its two pytest-xdist workers, and what the tests left running.
 
-``make test`` runs ``pytest -n 2 --dist loadgroup``: two worker processes, each test file (a *group*) whole on one
+``make test`` runs ``pytest -n 2 --dist loadfile``: two worker processes, each test file (a *group*) whole on one
 worker, the longest files first (:data:`LONGEST_FIRST`). Files that share a session fixture share a group
 (:data:`SHARED_GROUPS`), so that no expensive fixture is built twice. The processes of one run (the controller
 and its workers) share a folder (``$MAPO_TEST_RUN_DIR``): the tiny models' cache, the GPU recipe's background
@@ -164,22 +164,35 @@ def memory_claim() -> Callable[[str, str], contextlib.AbstractContextManager]:
 
 
 # ------------------------------------------------------------------------------------- the split
-def group_of(item: pytest.Item) -> str:
-    path = item.path.as_posix()
-    name = path.split("/tests/", 1)[-1]
+def group_of(path: str) -> str:
+    """The group of a test file (``tests/e2e/test_x.py`` or a node id in it): the file, or the file whose session
+    fixture it shares."""
+    name = path.split("::", 1)[0].replace("\\", "/").split("tests/", 1)[-1]
     return SHARED_GROUPS.get(name, name)
 
 
 def _rank(item: pytest.Item) -> int:
-    group = group_of(item)
+    group = group_of(item.path.as_posix())
     return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of(item)))
     items.sort(key=_rank)  # stable: the order within a file, and of the other files, is kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile`` (``make test``) with :data:`SHARED_GROUPS`: each group goes whole to one worker, in the
+    collection's order (with ``--no-loadscope-reorder``). pytest-xdist 3.8's own ``loadgroup`` has no effect under
+    pytest 9: it writes the ``xdist_group`` mark into ``item._nodeid``, which pytest 9's ``nodeid`` no longer reads."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileGroupScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return FileGroupScheduling(config, log)
 
 
 # ------------------------------------------------------------------------------------- the end
