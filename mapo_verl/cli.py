@@ -107,7 +107,7 @@ def _check_ray(address: str | None) -> list[dict]:
     if started:
         if address is None:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # never a stale pointer
         else:
             ray.init(address=address, log_to_driver=False)
     try:

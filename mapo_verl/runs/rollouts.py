@@ -83,6 +83,8 @@ VLLM = Rollout(
         "actor_rollout_ref.rollout.load_format=dummy",
         # vLLM refuses sleep mode off CUDA/ROCm/XPU (vllm/config/model.py)
         "+actor_rollout_ref.rollout.enable_sleep_mode=False",
+        # no torch.compile warm-up of the engine: 13 s of a 2-core start-up for a 2-step run (docs/measurements.md)
+        "actor_rollout_ref.rollout.enforce_eager=True",
     ),
     ready_marker=("LLMServerManager: [", "workers and the vllm rollout server are up"),
     env={"VLLM_CPU_KVCACHE_SPACE": "1"},

@@ -188,7 +188,8 @@ def transfer_queue():
     import transfer_queue as tq
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)  # logical CPUs: controller + storage unit
+    # a Ray of its own (never one another test started), logical CPUs: controller + storage unit
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     try:
         tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
         yield tq

@@ -1,8 +1,9 @@
 """``python -m mapo_verl smoke --rollout vllm``: verl's own vLLM rollout (vLLM's CPU build, ``.venv-vllm``) trains
 MAPO, and only verl's weight sync gives the server (started on dummy weights) the actor's weights.
 
-Three jobs run in ``.venv-vllm`` as subprocesses (about 5 minutes together on 2 cores): 2 steps at lr 1e-3 with a
-checkpoint, one resumed step, and a 1-step negative control with the sync turned off (tests/e2e/conftest.py).
+Three jobs run in ``.venv-vllm`` as subprocesses (about 8 minutes together on 2 cores): 2 steps at lr 1e-3 with a
+checkpoint, one resumed step, and a run whose sync first does nothing (the negative control: step 1 on the
+server's dummy weights) and then never returns (a silent hang the smoke's time limit must end; tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 #: the rollout's and the actor's probabilities of the sampled tokens differ by at most this much once the server
 #: has the actor's weights (measured 0.01-0.02 with vLLM's CPU build; random dummy weights give far more)
 MAX_ROLLOUT_PROBS_DIFF = 0.05
+DIFF_KEY = "training/rollout_probs_diff_max"
 MAPO_KEYS = (
     "mapo/lambda_mean",
     "mapo/p_mean",
@@ -57,10 +59,33 @@ def sync_violations(steps: dict[int, dict]) -> list[str]:
         return ["no training step was logged"]
     bad = []
     for step, data in sorted(steps.items()):
-        diff = data.get("training/rollout_probs_diff_max")
+        diff = data.get(DIFF_KEY)
         if diff is None or not diff <= MAX_ROLLOUT_PROBS_DIFF:
-            bad.append(f"step {step}: training/rollout_probs_diff_max={diff}")
+            bad.append(f"step {step}: {DIFF_KEY}={diff}")
     return bad
+
+
+# the broken-sync run first: its wait for the time limit leaves the cores to the other pytest worker early on
+def test_the_sync_check_catches_a_server_left_on_dummy_weights(smoke_vllm_broken_sync):
+    """Negative control: the same check fails when verl's weight sync into vLLM does nothing (the server keeps its
+    dummy weights): at step 1 of the broken-sync run, logged before its sync hangs."""
+    assert "weight sync into vLLM is off" in (smoke_vllm_broken_sync.out / "main_ppo.log").read_text()
+    steps = smoke_vllm_broken_sync.training_steps()
+    assert sorted(steps) == [1], f"the broken-sync run logged steps {sorted(steps)}; expected step 1 before the hang"
+    assert sync_violations(steps) == [f"step 1: training/rollout_probs_diff_max={steps[1].get(DIFF_KEY)}"]
+
+
+def test_a_silent_hang_times_out_and_ends_the_whole_tree(smoke_vllm_broken_sync):
+    """The sync after step 2's update never returns and the trainer prints nothing more: the smoke's --timeout still
+    fires, says what was last seen, and leaves no process of that run (trainer, Ray, vLLM's engine) behind."""
+    run = smoke_vllm_broken_sync
+    assert run.returncode == 124, run.console[-3000:]
+    assert "[smoke] TIMED OUT; last progress seen:" in run.console
+    log = (run.out / "main_ppo.log").read_text()
+    assert "vLLMHttpServer" in log, "vLLM never started"
+    assert "negative control: verl's weight sync into vLLM is hung" in log
+    left = processes_of(run)
+    assert left == [], f"processes of the timed-out run are still alive: {left}"
 
 
 def test_verls_vllm_server_served_the_rollout_on_dummy_weights(smoke_vllm):
@@ -85,12 +110,6 @@ def test_rollout_log_probs_match_the_actor_at_every_step(smoke_vllm):
     assert sync_violations(smoke_vllm.training_steps()) == []
 
 
-def test_the_sync_check_catches_a_server_left_on_dummy_weights(smoke_vllm_no_sync):
-    """Negative control: the same check fails when verl's weight sync into vLLM is turned off."""
-    assert "weight sync into vLLM is off" in (smoke_vllm_no_sync.out / "main_ppo.log").read_text()
-    assert sync_violations(smoke_vllm_no_sync.training_steps()) != []
-
-
 def test_checkpoint_and_a_resumed_step(smoke_vllm, smoke_vllm_resumed):
     checkpoints = smoke_vllm.out / "checkpoints"
     assert (checkpoints / "global_step_2" / "actor").is_dir()
@@ -100,21 +119,8 @@ def test_checkpoint_and_a_resumed_step(smoke_vllm, smoke_vllm_resumed):
     assert latest_checkpoint(checkpoints) == checkpoints / "global_step_3"
 
 
-def test_a_silent_hang_times_out_and_ends_the_whole_tree(smoke_vllm_hung):
-    """The sync never returns and the trainer prints nothing more: the smoke's --timeout still fires, says what
-    was last seen, and leaves no process of that run (trainer, Ray, vLLM's engine) behind."""
-    assert smoke_vllm_hung.returncode == 124, smoke_vllm_hung.console[-3000:]
-    assert "[smoke] TIMED OUT; last progress seen:" in smoke_vllm_hung.console
-    assert "vLLMHttpServer" in (smoke_vllm_hung.out / "main_ppo.log").read_text(), "vLLM never started"
-    assert (
-        "negative control: verl's weight sync into vLLM is hung" in (smoke_vllm_hung.out / "main_ppo.log").read_text()
-    )
-    left = processes_of(smoke_vllm_hung)
-    assert left == [], f"processes of the timed-out run are still alive: {left}"
-
-
-def test_no_vllm_process_outlives_the_runs(smoke_vllm, smoke_vllm_resumed, smoke_vllm_no_sync, smoke_vllm_hung):
+def test_no_vllm_process_outlives_the_runs(smoke_vllm, smoke_vllm_resumed, smoke_vllm_broken_sync):
     """The supervisor ends each run's whole tree: no trainer, Ray or vLLM engine process of these runs is left
     (found by their environment, so that a .venv-vllm Python of another test or user is not counted)."""
-    leftovers = [p for run in (smoke_vllm, smoke_vllm_no_sync, smoke_vllm_hung) for p in processes_of(run)]
+    leftovers = [p for run in (smoke_vllm, smoke_vllm_resumed, smoke_vllm_broken_sync) for p in processes_of(run)]
     assert leftovers == []

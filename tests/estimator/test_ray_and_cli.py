@@ -15,7 +15,7 @@ from mapo_verl.cli import declared_verl_range, explain, verl_version_check
 def ray_local():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # never a neighbour's Ray
     yield ray
     ray.shutdown()
 
