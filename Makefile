@@ -33,9 +33,9 @@ venv-vllm: $(VLLM_STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# Two pytest-xdist workers, each test file whole on one of them (files sharing a session fixture together), the longest files first; every trainer job claims
-# its measured memory first, so that the two workers' jobs fit in memory together (tests/conftest.py;
-# docs/development.md, "Test tiers").
+# Two pytest-xdist workers, each test file whole on one of them (files sharing a session fixture together), the
+# longest files first; every trainer job claims its measured memory first, so that the two workers' jobs fit in
+# memory together (tests/conftest.py; docs/development.md, "Test tiers").
 TEST_WORKERS ?= 2
 test: lint venv-vllm
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

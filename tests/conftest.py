@@ -158,23 +158,25 @@ class MemoryBudget:
 
 
 @pytest.fixture(scope="session")
-def memory_claim() -> Callable[[str, str], contextlib.AbstractContextManager]:
-    """``with memory_claim(kind, what):`` around one trainer job; ``kind`` is a key of :data:`JOB_GB` (or a
-    number of GB)."""
+def memory_claim() -> Callable[..., contextlib.AbstractContextManager]:
+    """``with memory_claim(kind, what, jobs=1):`` around ``jobs`` trainer jobs of one ``kind`` (a key of
+    :data:`JOB_GB`) that run at once."""
     budget = MemoryBudget.for_this_machine(run_dir() / "memory")
-    return lambda kind, what: budget.claim(JOB_GB.get(kind) or float(kind), what)
+    return lambda kind, what, jobs=1: budget.claim(jobs * JOB_GB[kind], what)
 
 
 # ------------------------------------------------------------------------------------- the split
-def group_of(path: str) -> str:
-    """The group of a test file (``tests/e2e/test_x.py`` or a node id in it): the file, or the file whose session
-    fixture it shares."""
-    name = path.split("::", 1)[0].replace("\\", "/").split("tests/", 1)[-1]
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def group_of(name: str) -> str:
+    """The group of a test file named relative to ``tests/`` (``e2e/test_x.py``): the file, or the file whose
+    session fixture it shares."""
     return SHARED_GROUPS.get(name, name)
 
 
 def _rank(item: pytest.Item) -> int:
-    group = group_of(item.path.as_posix())
+    group = group_of(item.path.resolve().relative_to(TESTS_DIR).as_posix())
     return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
@@ -192,7 +194,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class FileGroupScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return group_of(nodeid)
+            # node ids are relative to the rootdir, the repository: tests/e2e/test_x.py::test_y
+            return group_of(nodeid.split("::", 1)[0].removeprefix("tests/"))
 
     return FileGroupScheduling(config, log)
 

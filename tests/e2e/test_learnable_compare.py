@@ -26,8 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 STEPS, TEST_FREQ = 6, 3
 MIN_RISE = 0.20
 RUN_TIMEOUT_S = 900
-#: one shapes run's peak memory (GB, docs/measurements.md); compare runs two at a time on CPU
-JOB_GB = 5.0
 
 
 def _run(memory, *args: str) -> subprocess.CompletedProcess:
@@ -46,7 +44,7 @@ def _run(memory, *args: str) -> subprocess.CompletedProcess:
 def comparison(tmp_path_factory, model_cache: Path, memory_claim) -> dict:
     out = tmp_path_factory.mktemp("compare")
     cmd = ["compare", "--out", str(out), "--cache-dir", str(model_cache), "--estimators", "mapo,grpo"]
-    memory = memory_claim(2 * JOB_GB, "compare (two runs at a time)")
+    memory = memory_claim("hf", "compare (two runs at a time)", jobs=2)  # compare --jobs defaults to 2 on CPU
     proc = _run(memory, *cmd, "--seeds", "1", "--steps", str(STEPS), "--test-freq", str(TEST_FREQ))
     return {"out": out, "console": proc.stdout, "summary": json.loads((out / "summary.json").read_text())}
 
