@@ -17,6 +17,9 @@
 # `stop` runs `ray stop`: it ends every Ray process of this user on the node, other clusters included.
 # MAPO_FORWARD_ENV: more variable names (space separated) that `submit` copies into the job's runtime env.
 # RAY_SUBMIT_RETRIES (default 24): `submit` retries every 5 s while a fresh cluster has no job agent yet.
+# RAY_ENTRYPOINT_RESOURCES: a JSON object of custom resources for the job's driver (`ray job submit
+# --entrypoint-resources`), e.g. '{"head": 1}' with `head --resources='{"head": 1}'`: the driver, and so verl's
+# TaskRunner, which Ray places beside it, on that node.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,8 +85,9 @@ with os.fdopen(fd, "w") as f:
 print(" ".join(forwarded))
 PY
 )"
-        CMD=(ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" --runtime-env "$RUNTIME_ENV_FILE"
-             --no-wait -- bash scripts/job_entry.sh "$CONFIG" "$@")
+        CMD=(ray job submit --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" --runtime-env "$RUNTIME_ENV_FILE")
+        [[ -z "${RAY_ENTRYPOINT_RESOURCES:-}" ]] || CMD+=(--entrypoint-resources "$RAY_ENTRYPOINT_RESOURCES")
+        CMD+=(--no-wait -- bash scripts/job_entry.sh "$CONFIG" "$@")
         echo "forwarding to the job's runtime env (values not shown): ${FORWARDED:-(none)}"
         if [[ -n "${DRY_RUN:-}" ]]; then
             printf '%q ' "${CMD[@]}"

@@ -76,7 +76,8 @@ def run_ray(
     env = {
         **spec.env,
         "RAY_ADDRESS": address,
-        "MAPO_FORWARD_ENV": " ".join(FORWARD),
+        # the user's own names too (TransferQueue's timeouts, a tracker's settings): see scripts/ray_cluster.sh
+        "MAPO_FORWARD_ENV": " ".join(dict.fromkeys((*FORWARD, *spec.env.get("MAPO_FORWARD_ENV", "").split()))),
         "PYTHON": spec.python,
         "PATH": os.pathsep.join([bindir, spec.env.get("PATH", os.environ.get("PATH", ""))]),
     }

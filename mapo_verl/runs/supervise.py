@@ -5,21 +5,31 @@ after a failed weight sync) is still stopped. On time-out, or when the superviso
 SIGTERM from ``kill``, ``scancel`` or a CI time limit, see :func:`ending_trees_on_sigterm`), the whole process tree
 is ended (the trainer, the Ray processes it started, a rollout engine's workers): SIGTERM, then SIGKILL after a
 grace period.
+
+However the command ends, nothing it started outlives the supervisor: each run's environment carries a marker
+(``MAPO_SUPERVISED_RUN``), which every descendant inherits, so a process that left the tree (a Ray worker
+reparented to init when its raylet exited first) is still found, given a few seconds to exit on its own, then ended.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TAIL_LINES = 80
+#: the environment variable whose value names one supervised run in every process it starts
+RUN_MARKER = "MAPO_SUPERVISED_RUN"
+#: seconds a run's leftover processes get to exit on their own after the command ends (Ray workers, slow under load)
+SETTLE_SECONDS = 15.0
 #: set when this process is told to stop (SIGTERM): every supervisor, in any thread, ends its tree and raises
 STOPPING = threading.Event()
 #: supervisors running now, in any thread
@@ -64,6 +74,8 @@ class Outcome:
     tail: list[str] = field(default_factory=list)
     #: the last progress message shown (what was last seen before a hang)
     last_progress: str | None = None
+    #: "pid name" of the processes the command left running after it ended, which the supervisor then ended
+    stragglers: list[str] = field(default_factory=list)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -90,11 +102,57 @@ def end_tree(pids: Sequence[int], grace: float = 5.0) -> None:
             procs.append(proc)
         except psutil.NoSuchProcess:
             continue
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = _wait_gone(procs, grace)
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-    psutil.wait_procs(alive, timeout=grace)
+    _wait_gone(alive, grace)
+
+
+def _wait_gone(procs: list, timeout: float) -> list:
+    """Wait up to ``timeout`` seconds for ``procs`` to end; those still running. A zombie counts as ended: an
+    orphan's zombie waits on whatever reaps for init, which may be slow to."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def marked_processes(marker: str) -> list:
+    """Live processes whose environment has ``MAPO_SUPERVISED_RUN=marker`` (zombies and unreadable ones skipped)."""
+    import psutil
+
+    entry = f"{RUN_MARKER}={marker}".encode()
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            with open(f"/proc/{proc.pid}/environ", "rb") as environ:
+                if entry in environ.read().split(b"\0") and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+def end_stragglers(marker: str, settle: float = SETTLE_SECONDS, grace: float = 5.0) -> list[str]:
+    """Wait up to ``settle`` seconds for the run's processes to exit, then end the rest; "pid name" of those ended."""
+    deadline = time.monotonic() + settle
+    while (left := marked_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    ended = []
+    for proc in left:
+        with contextlib.suppress(Exception):
+            ended.append(f"{proc.pid} {proc.name()}")
+    end_tree([proc.pid for proc in left], grace=grace)
+    return ended
 
 
 @contextlib.contextmanager
@@ -121,11 +179,15 @@ def run_supervised(
     progress: Callable[[str], str | None] = lambda line: None,
     report: Callable[[str], None] = print,
     poll: float = 0.5,
+    settle: float = SETTLE_SECONDS,
 ) -> Outcome:
     """Run ``cmd``; every output line goes to ``log_path``; ``progress(line)`` may return a message to report.
 
-    ``timeout`` (seconds, wall clock) ends the whole process tree even while the command prints nothing.
+    ``timeout`` (seconds, wall clock) ends the whole process tree even while the command prints nothing. After the
+    command ends, any process it started that is still running a few seconds later is ended and reported.
     """
+    marker = uuid.uuid4().hex
+    child_env = {**(os.environ if env is None else env), RUN_MARKER: marker}
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     last: list[str | None] = [None]
     start = time.monotonic()
@@ -134,7 +196,7 @@ def run_supervised(
         proc = subprocess.Popen(
             list(cmd),
             cwd=cwd,
-            env=dict(env) if env is not None else None,
+            env=child_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -173,12 +235,15 @@ def run_supervised(
             raise
         finally:
             returncode = proc.wait()
+            stragglers = end_stragglers(marker, settle=settle)  # before the join: a straggler may hold the pipe
             reader.join(timeout=10)
+            if stragglers:
+                report(f"ended {len(stragglers)} process(es) the command left running: {', '.join(stragglers)}")
     return Outcome(
         returncode=returncode,
         seconds=time.monotonic() - start,
         timed_out=timed_out,
         tail=list(tail),
         last_progress=last[0],
+        stragglers=stragglers,
     )
-

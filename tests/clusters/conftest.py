@@ -4,6 +4,7 @@ a neighbour, someone else's Ray on this machine that a smoke must neither join n
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -137,6 +138,9 @@ class RayCluster:
     head: subprocess.Popen
     worker: subprocess.Popen
     start_worker: Callable[[], subprocess.Popen]
+    #: the custom resources only the head / only the worker node has
+    head_resource: str = "mapo_test_head"
+    worker_resource: str = "mapo_test_worker"
 
     def alive_nodes(self) -> int:
         return alive_nodes(self.gcs)
@@ -150,10 +154,16 @@ class RayCluster:
         wait_for_nodes(self.gcs, 2, [self.head, self.worker])
 
 
+#: each node's custom resources: a job can pin its driver to the head and an actor (TQ's storage) to the worker
+HEAD_RESOURCES = json.dumps({RayCluster.head_resource: 1})
+WORKER_RESOURCES = json.dumps({RayCluster.worker_resource: 1})
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(start_ray_node, tmp_path_factory) -> Iterator[RayCluster]:
     """Head and one worker on this machine, each with 8 logical CPUs and one logical GPU (what the trainer's
-    resource pool asks per node), own GCS and dashboard ports and temp dir; `ray` from this interpreter."""
+    resource pool asks per node), own GCS and dashboard ports and temp dir; `ray` from this interpreter. The worker
+    has one unit of ``RayCluster.head_resource``, the worker of ``RayCluster.worker_resource``."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "ray_cluster.sh"
     logs = tmp_path_factory.mktemp("ray-cluster")
     port, dashboard = free_port(), free_port()
@@ -169,7 +179,8 @@ def ray_cluster(start_ray_node, tmp_path_factory) -> Iterator[RayCluster]:
     # Every port of its own: Ray's fixed defaults (dashboard agent 52365, Ray client 10001) are taken by any other
     # Ray head on this host, and a head without its agent takes no job ("No available agent to submit job").
     head = start_ray_node("head", f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}",
-                          f"--ray-client-server-port={free_port()}", env=env, command=command, log=logs / "head.log")
+                          f"--ray-client-server-port={free_port()}", f"--resources={HEAD_RESOURCES}", env=env,
+                          command=command, log=logs / "head.log")  # fmt: skip
     gcs = f"127.0.0.1:{port}"
     wait_for_nodes(gcs, 1, [head])
     count = iter(range(1, 100))
@@ -177,7 +188,8 @@ def ray_cluster(start_ray_node, tmp_path_factory) -> Iterator[RayCluster]:
     def start_worker() -> subprocess.Popen:
         log = logs / f"worker-{next(count)}.log"
         return start_ray_node("worker", "127.0.0.1", "--node-ip-address=127.0.0.1",
-                              f"--dashboard-agent-listen-port={free_port()}", env=env, command=command, log=log)
+                              f"--dashboard-agent-listen-port={free_port()}", f"--resources={WORKER_RESOURCES}",
+                              env=env, command=command, log=log)
 
     cluster = RayCluster(gcs, f"http://127.0.0.1:{dashboard}", head, start_worker(), start_worker)
     wait_for_nodes(gcs, 2, [head, cluster.worker])

@@ -3,13 +3,17 @@
 submitted through ``scripts/ray_cluster.sh submit`` to verl's real trainer, with a worker node lost mid-run.
 
 Job 1 (2 steps, a checkpoint every step, no validation, ``trainer.resume_mode=auto``) loses its worker node
-(SIGKILL to the node's processes) once step 1 is checkpointed: the job must end FAILED, not hang. The worker is
-started again and the same command resubmitted: job 2 resumes from ``global_step_1``, trains step 2 with
-``mapo/*`` logged, SUCCEEDED, with its two FSDP ranks on the two nodes.
+(SIGKILL to the node's processes) once step 1 is checkpointed and logged, while step 2 runs. It is the worst case:
+TransferQueue's storage unit is pinned to the worker (``required_node_resource``), so the step's data is lost with
+the node and verl's requests to it wait out TransferQueue's time limit (``TQ_SIMPLE_STORAGE_SEND_RECV_TIMEOUT``,
+200 s by default, 3 tries; 20 s here, forwarded with ``MAPO_FORWARD_ENV``). The job must end FAILED, not hang.
+The worker is started again and the same command resubmitted: job 2 resumes from ``global_step_1``, trains step 2
+with ``mapo/*`` logged, SUCCEEDED, with its two FSDP ranks on the two nodes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -29,10 +33,23 @@ ARGS = ("--launcher", "ray", "--nodes", "2", "--steps", "2", "trainer.save_freq=
         "trainer.val_before_train=False", "trainer.resume_mode=auto")  # fmt: skip
 
 
+#: seconds TransferQueue waits for one answer of a storage unit (3 tries); its default is 200
+TQ_TIMEOUT_S = 20
+
+
 def _smoke(cluster, out: Path, timeout: int) -> subprocess.Popen:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": cluster.dashboard}
-    cmd = [sys.executable, "-m", "mapo_verl", "smoke", "--out", str(out), "--timeout", str(timeout), *ARGS]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": cluster.dashboard,
+           "TQ_SIMPLE_STORAGE_SEND_RECV_TIMEOUT": str(TQ_TIMEOUT_S),
+           "MAPO_FORWARD_ENV": "TQ_SIMPLE_STORAGE_SEND_RECV_TIMEOUT",
+           "RAY_ENTRYPOINT_RESOURCES": json.dumps({cluster.head_resource: 1})}  # fmt: skip
+    storage_on_the_worker = f"+transfer_queue.backend.SimpleStorage.required_node_resource={cluster.worker_resource}"
+    cmd = [sys.executable, "-m", "mapo_verl", "smoke", "--out", str(out), "--timeout", str(timeout), *ARGS,
+           storage_on_the_worker]  # fmt: skip
     return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+#: verl's console line for a finished step 1 (printed after its checkpoint is saved)
+STEP_1_LOGGED = "step:1 - "
 
 
 def _job_id(output: str) -> tuple[str, str]:
@@ -41,14 +58,26 @@ def _job_id(output: str) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-def _worker_nodes(dashboard: str, submission_id: str) -> set[str]:
-    """The Ray node ids of the job's FSDP workers (verl's WorkerDict actors)."""
+def _job_actors(dashboard: str, submission_id: str) -> list[tuple[str, str]]:
+    """(class name, Ray node id) of each actor of the job."""
     from ray.job_submission import JobSubmissionClient
     from ray.util.state import list_actors
 
     job = JobSubmissionClient(dashboard).get_job_info(submission_id).job_id
     actors = list_actors(address=dashboard, filters=[("job_id", "=", job)], detail=True, limit=1000)
-    return {a.node_id for a in actors if "WorkerDict" in a.class_name}
+    return [(a.class_name, a.node_id) for a in actors]
+
+
+def _worker_nodes(dashboard: str, submission_id: str) -> set[str]:
+    """The Ray node ids of the job's FSDP workers (verl's WorkerDict actors)."""
+    return {node for name, node in _job_actors(dashboard, submission_id) if "WorkerDict" in name}
+
+
+def _node_with(dashboard: str, resource: str) -> str:
+    from ray.util.state import list_nodes
+
+    nodes = list_nodes(address=dashboard, detail=True, limit=100)
+    return next(n.node_id for n in nodes if n.state == "ALIVE" and (n.resources_total or {}).get(resource))
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +88,23 @@ def jobs(ray_cluster, tmp_path_factory, memory_claim):
 
 
 def _lose_a_node_then_resubmit(ray_cluster, out: Path) -> tuple:
-    tracker = out / "checkpoints" / "latest_checkpointed_iteration.txt"
+    tracker, log = out / "checkpoints" / "latest_checkpointed_iteration.txt", out / "main_ppo.log"
     # the node's loss must end it (FAILED) well within this limit, even with another worker's job on the cores
-    proc = _smoke(ray_cluster, out, timeout=300)
+    proc = _smoke(ray_cluster, out, timeout=400)
     deadline = time.monotonic() + 600
-    while not (tracker.is_file() and tracker.read_text() == "1"):
+    while not (tracker.is_file() and tracker.read_text() == "1" and STEP_1_LOGGED in log.read_text()):
         assert proc.poll() is None, f"job 1 ended before checkpointing step 1:\n{proc.stdout.read()[-4000:]}"
-        assert time.monotonic() < deadline, "job 1 never checkpointed step 1"
+        assert time.monotonic() < deadline, "job 1 never checkpointed and logged step 1"
         time.sleep(0.2)
+    submission = re.search(r"raysubmit_\w+", log.read_text()).group(0)
+    worker = _node_with(ray_cluster.dashboard, ray_cluster.worker_resource)
+    lost = sorted(name for name, node in _job_actors(ray_cluster.dashboard, submission) if node == worker)
     ray_cluster.lose_worker()
+    lost_at = time.monotonic()
     first = proc.communicate(timeout=900)[0]
-    first_log = (out / "main_ppo.log").read_text()
+    print(f"job 1 ended {time.monotonic() - lost_at:.0f} s after its worker node was lost with {', '.join(lost)}")
+    first_log = log.read_text()
+    (out / "main_ppo.job1.log").write_text(first_log)  # job 2 writes main_ppo.log anew
     ray_cluster.restart_worker()
     proc = _smoke(ray_cluster, out, timeout=600)
     second = proc.communicate(timeout=900)[0]
@@ -106,3 +141,13 @@ def test_too_few_gpu_nodes_stop_before_submitting(ray_cluster, tmp_path):
     assert proc.returncode == 1
     assert f"the Ray cluster at {ray_cluster.dashboard} has 2 alive node(s), 2 with a GPU" in proc.stderr, proc.stderr
     assert not (tmp_path / "command.txt").exists(), "submitted anyway"
+
+
+def test_the_users_forwarded_variables_reach_the_job(jobs, ray_cluster):
+    """``MAPO_FORWARD_ENV`` names (TransferQueue's time limit here) join the smoke's own in the job's runtime env."""
+    from ray.job_submission import JobSubmissionClient
+
+    submission, _ = _job_id(jobs[3])
+    env_vars = JobSubmissionClient(ray_cluster.dashboard).get_job_info(submission).runtime_env["env_vars"]
+    assert env_vars["TQ_SIMPLE_STORAGE_SEND_RECV_TIMEOUT"] == str(TQ_TIMEOUT_S)
+    assert env_vars["VERL_PLATFORM"] == "cpu"  # the smoke's own FORWARD still there

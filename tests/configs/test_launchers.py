@@ -110,6 +110,16 @@ def test_ray_submit_dry_run_shows_names_not_values(tmp_path):
     assert not list(tmp_path.glob("mapo-submit.*"))  # and leaves no runtime-env file behind
 
 
+def test_ray_submit_pins_the_driver_with_entrypoint_resources(tmp_path):
+    proc = _submit(tmp_path, DRY_RUN="1", RAY_ENTRYPOINT_RESOURCES='{"head": 1}')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    command = proc.stdout.strip().splitlines()[-1]
+    ray_args = command.split(" -- ")[0]  # ray job submit's own flags, before the entrypoint
+    assert "--entrypoint-resources \\{\\\"head\\\":\\ 1\\}" in ray_args, command
+    (tmp_path / "unset").mkdir()
+    assert "--entrypoint-resources" not in _submit(tmp_path / "unset", DRY_RUN="1").stdout
+
+
 def test_ray_submit_passes_credentials_in_a_private_file_only(tmp_path):
     proc = _submit(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

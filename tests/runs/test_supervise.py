@@ -103,3 +103,44 @@ def test_sigterm_to_the_supervisor_ends_the_tree_it_supervises(tmp_path, script)
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=60) == 143
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+# A command that leaves a process outside its tree (a new session, its parent gone: reparented to init, as a Ray
+# worker whose raylet exited first), then exits 0.
+ORPHAN_LEFT_BEHIND = (
+    "import subprocess, sys\n"
+    "launcher = ('import subprocess, sys; p = subprocess.Popen([sys.executable, \"-c\", \"import time; "
+    "time.sleep(600)\"], start_new_session=True); print(\"ORPHAN\", p.pid, flush=True)')\n"
+    "subprocess.run([sys.executable, '-c', launcher], check=True)\n"
+)
+
+
+def test_a_process_left_outside_the_tree_is_ended_after_the_command_exits(tmp_path):
+    seen: list[str] = []
+    outcome = run_supervised(
+        [sys.executable, "-c", ORPHAN_LEFT_BEHIND],
+        log_path=tmp_path / "log.txt",
+        timeout=None,
+        report=seen.append,
+        poll=0.1,
+        settle=1.0,
+    )
+    orphan = int(next(line.split()[1] for line in outcome.tail if line.startswith("ORPHAN")))
+    assert outcome.returncode == 0
+    assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+    assert [entry.split()[0] for entry in outcome.stragglers] == [str(orphan)]
+    assert any(f"left running: {orphan} " in message for message in seen), seen
+
+
+def test_a_process_of_another_run_is_left_alone(tmp_path):
+    import subprocess
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        outcome = run_supervised([sys.executable, "-c", "pass"], log_path=tmp_path / "log.txt", timeout=None,
+                                 report=lambda message: None)  # fmt: skip
+        assert outcome.stragglers == []
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
