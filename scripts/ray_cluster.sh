@@ -18,8 +18,8 @@
 # MAPO_FORWARD_ENV: more variable names (space separated) that `submit` copies into the job's runtime env.
 # RAY_SUBMIT_RETRIES (default 24): `submit` retries every 5 s while a fresh cluster has no job agent yet.
 # RAY_ENTRYPOINT_RESOURCES: a JSON object of custom resources for the job's driver (`ray job submit
-# --entrypoint-resources`), e.g. '{"head": 1}' with `head --resources='{"head": 1}'`: the driver, and so verl's
-# TaskRunner, which Ray places beside it, on that node.
+# --entrypoint-resources`), e.g. '{"head": 1}' with `head --resources='{"head": 1}'`: the driver runs on that node,
+# and Ray then prefers it for verl's TaskRunner.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

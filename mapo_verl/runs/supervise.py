@@ -110,8 +110,8 @@ def end_tree(pids: Sequence[int], grace: float = 5.0) -> None:
 
 
 def _wait_gone(procs: list, timeout: float) -> list:
-    """Wait up to ``timeout`` seconds for ``procs`` to end; those still running. A zombie counts as ended: an
-    orphan's zombie waits on whatever reaps for init, which may be slow to."""
+    """Wait up to ``timeout`` seconds for ``procs`` to end; return those still running. A zombie counts as ended
+    (an orphan's zombie stays until init's reaper collects it, which may take a while)."""
     import psutil
 
     deadline = time.monotonic() + timeout
@@ -126,11 +126,11 @@ def _wait_gone(procs: list, timeout: float) -> list:
         time.sleep(0.1)
 
 
-def marked_processes(marker: str) -> list:
-    """Live processes whose environment has ``MAPO_SUPERVISED_RUN=marker`` (zombies and unreadable ones skipped)."""
+def processes_with_env(name: str, value: str) -> list:
+    """Live processes whose environment has ``name=value`` (zombies and unreadable ones skipped)."""
     import psutil
 
-    entry = f"{RUN_MARKER}={marker}".encode()
+    entry = f"{name}={value}".encode()
     found = []
     for proc in psutil.process_iter():
         try:
@@ -145,7 +145,7 @@ def marked_processes(marker: str) -> list:
 def end_stragglers(marker: str, settle: float = SETTLE_SECONDS, grace: float = 5.0) -> list[str]:
     """Wait up to ``settle`` seconds for the run's processes to exit, then end the rest; "pid name" of those ended."""
     deadline = time.monotonic() + settle
-    while (left := marked_processes(marker)) and time.monotonic() < deadline:
+    while (left := processes_with_env(RUN_MARKER, marker)) and time.monotonic() < deadline:
         time.sleep(0.5)
     ended = []
     for proc in left:

@@ -162,7 +162,7 @@ WORKER_RESOURCES = json.dumps({RayCluster.worker_resource: 1})
 @pytest.fixture(scope="module")
 def ray_cluster(start_ray_node, tmp_path_factory) -> Iterator[RayCluster]:
     """Head and one worker on this machine, each with 8 logical CPUs and one logical GPU (what the trainer's
-    resource pool asks per node), own GCS and dashboard ports and temp dir; `ray` from this interpreter. The worker
+    resource pool asks per node), own GCS and dashboard ports and temp dir; `ray` from this interpreter. The head
     has one unit of ``RayCluster.head_resource``, the worker of ``RayCluster.worker_resource``."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "ray_cluster.sh"
     logs = tmp_path_factory.mktemp("ray-cluster")

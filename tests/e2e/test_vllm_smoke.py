@@ -8,9 +8,12 @@ server's dummy weights) and then never returns (a silent hang the smoke's time l
 
 from __future__ import annotations
 
+import contextlib
+
 import psutil
 import pytest
 
+from mapo_verl.runs.supervise import processes_with_env
 from mapo_verl.verl_log import latest_checkpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -42,14 +45,10 @@ def missing_mapo_keys(data: dict) -> list[str]:
 def processes_of(run) -> list[str]:
     """Live processes of one smoke run: every process it starts (trainer, Ray, vLLM's engine) inherits its
     ``VERL_FILE_LOGGER_PATH``."""
-    marker = f"VERL_FILE_LOGGER_PATH={run.out / 'metrics.jsonl'}"
     found = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-        try:
-            if marker in "\n".join(f"{k}={v}" for k, v in proc.environ().items()):
-                found.append(f"{proc.info['pid']} {proc.info['name']} {' '.join(proc.info['cmdline'] or [])[:120]}")
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
+    for proc in processes_with_env("VERL_FILE_LOGGER_PATH", str(run.out / "metrics.jsonl")):
+        with contextlib.suppress(psutil.Error):
+            found.append(f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:120]}")
     return found
 
 
