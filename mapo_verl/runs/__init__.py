@@ -13,6 +13,7 @@ module                    job
 ``local``                 runner: ``main_ppo`` on this machine
 ``slurm``                 runner: ``sbatch`` of ``scripts/slurm_train.sbatch``, polled to its end
 ``ray_launcher``          runner: ``scripts/ray_cluster.sh submit`` to a running Ray cluster
+``node_watch``            a Ray job's entry point: the trainer ended when a node with the job's actors dies
 ``local_slurm``           a throwaway local Slurm (``make smoke-slurm``)
 ``summary``               the end-of-run summary from verl's logs
 ``smoke``                 ``python -m mapo_verl smoke``

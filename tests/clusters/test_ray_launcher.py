@@ -6,9 +6,12 @@ Job 1 (2 steps, a checkpoint every step, no validation, ``trainer.resume_mode=au
 (SIGKILL to the node's processes) once step 1 is checkpointed and logged, while step 2 runs. It is the worst case:
 TransferQueue's storage unit is pinned to the worker (``required_node_resource``), so the step's data is lost with
 the node and verl's requests to it wait out TransferQueue's time limit (``TQ_SIMPLE_STORAGE_SEND_RECV_TIMEOUT``,
-200 s by default, 3 tries; 20 s here, forwarded with ``MAPO_FORWARD_ENV``). The job must end FAILED, not hang.
-The worker is started again and the same command resubmitted: job 2 resumes from ``global_step_1``, trains step 2
-with ``mapo/*`` logged, SUCCEEDED, with its two FSDP ranks on the two nodes.
+20 s here, forwarded with ``MAPO_FORWARD_ENV``); and one of two agent-loop workers is on the worker (verl places them
+round-robin over the nodes), whose prompts verl's replay buffer would wait for forever. The job must end FAILED, not
+hang: verl's own error or ``scripts/job_entry.sh``'s node watch ends it. The worker is started again and the same
+command resubmitted: job 2 resumes from ``global_step_1``, trains step 2 with ``mapo/*`` logged, SUCCEEDED, with its
+two FSDP ranks on the two nodes. The last test shows the node watch alone: of two jobs waiting on an actor of a lost
+node, the watched one fails and the unwatched one keeps running.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from mapo_verl.runs.ray_launcher import FINAL
 from mapo_verl.verl_log import read_records, training_steps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
@@ -30,7 +35,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow, pytest.mar
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "ray_cluster.sh"
 ARGS = ("--launcher", "ray", "--nodes", "2", "--steps", "2", "trainer.save_freq=1", "trainer.test_freq=-1",
-        "trainer.val_before_train=False", "trainer.resume_mode=auto")  # fmt: skip
+        "trainer.val_before_train=False", "trainer.resume_mode=auto",
+        "actor_rollout_ref.rollout.agent.num_workers=2")  # fmt: skip
 
 
 #: seconds TransferQueue waits for one answer of a storage unit (3 tries); its default is 200
@@ -102,8 +108,10 @@ def _lose_a_node_then_resubmit(ray_cluster, out: Path) -> tuple:
     ray_cluster.lose_worker()
     lost_at = time.monotonic()
     first = proc.communicate(timeout=900)[0]
-    print(f"job 1 ended {time.monotonic() - lost_at:.0f} s after its worker node was lost with {', '.join(lost)}")
     first_log = log.read_text()
+    watch = "the node watch" if "mapo_verl node watch: Ray node" in first_log else "verl"
+    print(f"job 1 ended {time.monotonic() - lost_at:.0f} s after its worker node was lost with {', '.join(lost)} "
+          f"({watch} ended it)")  # fmt: skip
     (out / "main_ppo.job1.log").write_text(first_log)  # job 2 writes main_ppo.log anew
     ray_cluster.restart_worker()
     proc = _smoke(ray_cluster, out, timeout=600)
@@ -151,3 +159,56 @@ def test_the_users_forwarded_variables_reach_the_job(jobs, ray_cluster):
     env_vars = JobSubmissionClient(ray_cluster.dashboard).get_job_info(submission).runtime_env["env_vars"]
     assert env_vars["TQ_SIMPLE_STORAGE_SEND_RECV_TIMEOUT"] == str(TQ_TIMEOUT_S)
     assert env_vars["VERL_PLATFORM"] == "cpu"  # the smoke's own FORWARD still there
+
+
+#: a driver that puts an actor on the worker node, then waits as verl's replay buffer does: without ever asking it
+ACTOR_ON_THE_WORKER = (
+    "import time, ray\n"
+    "ray.init()\n"
+    "@ray.remote(num_cpus=0, resources={{'{worker}': 0.01}})\n"
+    "class OnTheWorker:\n"
+    "    def node(self):\n"
+    "        return ray.get_runtime_context().get_node_id()\n"
+    "actor = OnTheWorker.remote()  # held: an actor without a handle ends (OUT_OF_SCOPE)\n"
+    "print('READY', 'on node', ray.get(actor.node.remote()), flush=True)\n"
+    "time.sleep(900)\n"
+)
+#: the driver's line once its actor runs (Ray's log repeats the entry point, so the words are apart in the source)
+READY = re.compile(r"READY on node [0-9a-f]{56}")
+
+
+def test_the_node_watch_ends_a_job_that_lost_a_node_and_only_that(ray_cluster):
+    """Two jobs wait forever on an actor on the worker node, one under ``scripts/job_entry.sh``'s node watch: when
+    the node is lost, the watched job ends FAILED (exit 75) naming the node and the actor; the unwatched one, which
+    nothing tells, is still running."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(ray_cluster.dashboard)
+    driver = shlex.quote(ACTOR_ON_THE_WORKER.format(worker=ray_cluster.worker_resource))
+    options = {"entrypoint_resources": {ray_cluster.head_resource: 0.01},
+               "runtime_env": {"env_vars": {"MAPO_NODE_WATCH_INTERVAL": "2", "RAY_AUTH_MODE": "disabled"}}}  # fmt: skip
+    watched = client.submit_job(entrypoint=f"{sys.executable} -m mapo_verl.runs.node_watch -- {sys.executable} -c "
+                                f"{driver}", **options)  # fmt: skip
+    unwatched = client.submit_job(entrypoint=f"{sys.executable} -c {driver}", **options)
+    deadline = time.monotonic() + 180
+    while not all(READY.search(client.get_job_logs(job)) for job in (watched, unwatched)):
+        assert time.monotonic() < deadline, [client.get_job_logs(job)[-2000:] for job in (watched, unwatched)]
+        assert client.get_job_status(watched).value in ("PENDING", "RUNNING"), client.get_job_logs(watched)
+        time.sleep(1)
+    worker = _node_with(ray_cluster.dashboard, ray_cluster.worker_resource)
+    try:
+        ray_cluster.lose_worker()
+        lost_at = time.monotonic()
+        while client.get_job_status(watched).value not in FINAL and time.monotonic() < lost_at + 180:
+            time.sleep(1)
+        print(f"the watched job ended {time.monotonic() - lost_at:.0f} s after the node was lost")
+        info, logs = client.get_job_info(watched), client.get_job_logs(watched)
+        assert info.status.value == "FAILED", logs[-3000:]
+        assert "exit code 75" in info.message, info.message
+        assert f"mapo_verl node watch: Ray node {worker} at " in logs, logs[-3000:]
+        assert "with this job's OnTheWorker on it" in logs
+        assert client.get_job_status(unwatched).value == "RUNNING"
+    finally:
+        for job in (watched, unwatched):  # an entry point outlives its cluster (Ray starts it in its own session)
+            client.stop_job(job)
+        ray_cluster.restart_worker()
