@@ -115,24 +115,40 @@ def test_a_silent_state_api_is_said_once_and_watched_again():
     assert len(said) == 2 and "did not answer (no answer)" in said[0] and NODE in said[1]
 
 
-def run_main(*args: str, **env: str) -> subprocess.CompletedProcess:
+def run_main(*args: str, **env: str) -> tuple[int, str, str, int]:
+    """(exit status, stdout, stderr, pid) of ``main`` in a fresh interpreter."""
     code = "import sys; from mapo_verl.runs.node_watch import main; sys.exit(main())"
     environ = {"PATH": "/usr/bin:/bin", **env}
-    return subprocess.run([sys.executable, "-c", code, *args], env=environ, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err, proc.pid
+
+
+#: prints its own pid: the same as the watch's when the watch replaced itself with the command (no watch)
+OWN_PID = "import os; print(os.getpid()); raise SystemExit(4)"
+JOB_CONFIG = json.dumps({"metadata": {"job_submission_id": "raysubmit_x"}})
 
 
 def test_outside_a_ray_job_the_command_runs_unwatched():
-    proc = run_main("--", sys.executable, "-c", "print('ran'); raise SystemExit(4)")
-    assert (proc.returncode, proc.stdout.strip()) == (4, "ran")
+    code, out, _, pid = run_main("--", sys.executable, "-c", OWN_PID)
+    assert (code, int(out)) == (4, pid)
+
+
+def test_node_watch_0_runs_the_command_unwatched_inside_a_ray_job():
+    code, out, _, pid = run_main("--", sys.executable, "-c", OWN_PID, RAY_JOB_CONFIG_JSON_ENV_VAR=JOB_CONFIG,
+                                 MAPO_NODE_WATCH="0")  # fmt: skip
+    assert (code, int(out)) == (4, pid)
+    code, out, _, pid = run_main("--", sys.executable, "-c", OWN_PID, RAY_JOB_CONFIG_JSON_ENV_VAR=JOB_CONFIG,
+                                 MAPO_NODE_WATCH_INTERVAL="0.2")  # fmt: skip
+    assert code == 4 and int(out) != pid  # watched: the command is the watch's child
 
 
 def test_a_bad_interval_is_named():
-    config = json.dumps({"metadata": {"job_submission_id": "raysubmit_x"}})
-    proc = run_main("--", "true", RAY_JOB_CONFIG_JSON_ENV_VAR=config, MAPO_NODE_WATCH_INTERVAL="soon")
-    assert proc.returncode == 2 and "MAPO_NODE_WATCH_INTERVAL='soon' is not a number of seconds" in proc.stderr
-    proc = run_main("--", "true", RAY_JOB_CONFIG_JSON_ENV_VAR=config, MAPO_NODE_WATCH_INTERVAL="0")
-    assert proc.returncode == 2 and "must be above 0" in proc.stderr
+    code, _, err, _ = run_main("--", "true", RAY_JOB_CONFIG_JSON_ENV_VAR=JOB_CONFIG, MAPO_NODE_WATCH_INTERVAL="soon")
+    assert code == 2 and "MAPO_NODE_WATCH_INTERVAL='soon' is not a number of seconds" in err
+    code, _, err, _ = run_main("--", "true", RAY_JOB_CONFIG_JSON_ENV_VAR=JOB_CONFIG, MAPO_NODE_WATCH_INTERVAL="0")
+    assert code == 2 and "must be above 0" in err
 
 
 def test_no_command_is_a_usage_error(capsys):
