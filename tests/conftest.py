@@ -233,11 +233,10 @@ BACKGROUND_PIDS = "*.pid"
 
 
 def _end_background(folder: Path) -> None:
-    from mapo_verl.runs.supervise import end_tree, process_tree
+    from mapo_verl.runs.supervise import end_tree_of_pid_file
 
     for pid_file in folder.glob(BACKGROUND_PIDS):
-        with contextlib.suppress(ValueError, psutil.NoSuchProcess):
-            end_tree(process_tree(int(pid_file.read_text())))
+        end_tree_of_pid_file(pid_file)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -109,6 +109,16 @@ def end_tree(pids: Sequence[int], grace: float = 5.0) -> None:
     _wait_gone(alive, grace)
 
 
+def end_tree_of_pid_file(pid_file: Path) -> None:
+    """End the process tree whose root pid ``pid_file`` holds (a background job's); nothing when the file is
+    missing or empty, or the process is gone."""
+    try:
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    end_tree(process_tree(pid))
+
+
 def _wait_gone(procs: list, timeout: float) -> list:
     """Wait up to ``timeout`` seconds for ``procs`` to end; return those still running. A zombie counts as ended
     (an orphan's zombie stays until init's reaper collects it, which may take a while)."""

@@ -77,10 +77,9 @@ class BackgroundInstall:
         return code, (self.root / "install.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        from mapo_verl.runs.supervise import end_tree, process_tree
+        from mapo_verl.runs.supervise import end_tree_of_pid_file
 
-        if self.pid_file.is_file():
-            end_tree(process_tree(int(self.pid_file.read_text())))
+        end_tree_of_pid_file(self.pid_file)
 
 
 def _install() -> BackgroundInstall:

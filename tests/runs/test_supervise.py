@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import sys
 import time
 
@@ -144,3 +146,26 @@ def test_a_process_of_another_run_is_left_alone(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_tree_named_by_a_pid_file_is_ended_and_a_missing_or_empty_file_is_nothing(tmp_path):
+    from mapo_verl.runs.supervise import end_tree_of_pid_file
+
+    code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+            "print('up', flush=True); time.sleep(600)")  # fmt: skip
+    root = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert root.stdout.readline().strip() == "up"
+    tree = [psutil.Process(root.pid), *psutil.Process(root.pid).children(recursive=True)]
+    assert len(tree) == 2
+    (tmp_path / "job.pid").write_text(str(root.pid))
+    try:
+        end_tree_of_pid_file(tmp_path / "job.pid")
+        root.wait(timeout=30)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+    finally:
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+    (tmp_path / "empty.pid").write_text("")
+    end_tree_of_pid_file(tmp_path / "empty.pid")
+    end_tree_of_pid_file(tmp_path / "missing.pid")
