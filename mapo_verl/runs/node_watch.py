@@ -9,11 +9,12 @@ nothing. ``scripts/job_entry.sh`` therefore runs the trainer under this watch::
 
 Every ``MAPO_NODE_WATCH_INTERVAL`` seconds (default 10) it asks Ray's state API for the job's dead actors. When Ray
 has marked one dead because its node died (``NODE_DIED``: the node stopped answering Ray's health checks), it names
-the node and the actors lost with it, ends the trainer (SIGTERM, SIGKILL after ``GRACE_SECONDS``; Ray then ends the
-job's other actors) and exits with :data:`EXIT_NODE_LOST`: the job ends ``FAILED`` and can be resubmitted with
-``trainer.resume_mode=auto``. Actors that ended on a live node, and nodes the job never used (an idle node the
-autoscaler removes), do not count. Outside a Ray job submission, or with ``MAPO_NODE_WATCH=0``, the command runs
-unwatched. The command's own exit status is passed on; SIGTERM and SIGINT (``ray job stop``) are forwarded to it.
+the node and the actors lost with it, ends the trainer and what it started (SIGTERM, SIGKILL after
+``GRACE_SECONDS``; Ray then ends the job's actors) and exits with :data:`EXIT_NODE_LOST`: the job ends ``FAILED``
+and can be resubmitted with ``trainer.resume_mode=auto``. Actors that ended on a live node, and nodes the job never
+used (an idle node the autoscaler removes), do not count. Outside a Ray job submission, or with
+``MAPO_NODE_WATCH=0``, the command runs unwatched. The command's own exit status is passed on; SIGTERM and SIGINT
+(``ray job stop``) are forwarded to it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from mapo_verl.runs.supervise import end_tree, process_tree
 
 #: the exit status when a node of the job was lost (BSD's EX_TEMPFAIL: the same command may succeed again)
 EXIT_NODE_LOST = 75
@@ -70,23 +73,18 @@ def lost_nodes(dead_actors: Iterable[DeadActor]) -> list[LostNode]:
     """The nodes whose death killed actors of the job: Ray marks such an actor ``DEAD`` with
     ``death_cause.actor_died_error_context.reason == "NODE_DIED"``. Actors that exited or were killed on a live
     node do not count, nor do nodes the job never used."""
-    by_node: dict[str, list[DeadActor]] = {}
+    contexts: dict[str, dict] = {}  # node -> the death context of its first actor (the node's address and reason)
+    names: dict[str, set[str]] = {}
     for actor in dead_actors:
         context = (actor.death_cause or {}).get("actor_died_error_context") or {}
         if context.get("reason") == "NODE_DIED" and actor.node_id:
-            by_node.setdefault(actor.node_id, []).append(actor)
+            contexts.setdefault(actor.node_id, context)
+            names.setdefault(actor.node_id, set()).add(actor.class_name)
     lost = []
-    for node, actors in sorted(by_node.items()):
-        context = actors[0].death_cause["actor_died_error_context"]
+    for node, context in sorted(contexts.items()):
         death = context.get("node_death_info") or {}
-        lost.append(
-            LostNode(
-                node_id=node,
-                address=context.get("node_ip_address", "?"),
-                actors=tuple(sorted({a.class_name for a in actors})),
-                reason=death.get("reason_message") or death.get("reason") or "",
-            )
-        )
+        reason = death.get("reason_message") or death.get("reason") or ""
+        lost.append(LostNode(node, context.get("node_ip_address", "?"), tuple(sorted(names[node])), reason))
     return lost
 
 
@@ -133,13 +131,11 @@ class RayJobView:
 
 
 def _end(child: subprocess.Popen, grace: float) -> None:
+    """End the command and whatever it started (the supervisor's tree ending), then reap it; nothing once it has
+    exited (its pid may then belong to another process)."""
     if child.poll() is None:
-        child.terminate()
-        try:
-            child.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        end_tree(process_tree(child.pid), grace=grace)
+        child.wait()
 
 
 def watch(
