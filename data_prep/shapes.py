@@ -26,7 +26,7 @@ import random
 import sys
 from dataclasses import dataclass
 
-from data_prep.cli import base_parser, out_dir_of, run_main
+from data_prep.arguments import base_parser, out_dir_of, run_main
 from data_prep.prompts import math_prompt
 from data_prep.rows import make_row
 from data_prep.writer import Summary, write_split

@@ -22,7 +22,7 @@ import re
 import sys
 from pathlib import Path
 
-from data_prep.cli import run_main
+from data_prep.arguments import run_main
 from data_prep.emotion_driver import FOLDER_SET_LAYOUT, folder_set_parser, prepare_folder_set, scan_folder_tree
 from data_prep.writer import PrepError, Summary
 

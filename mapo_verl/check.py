@@ -26,7 +26,7 @@ from typing import Any
 
 from mapo_verl.compose import ComposeError, compose
 from mapo_verl.data_sources import preparer_of
-from mapo_verl.registration import mapo_registered
+from mapo_verl.registry_probe import mapo_registered
 
 #: The reward function the shipped configs use and whose score range we know.
 ROUTER_PATH = "pkg://reward_fns.router"

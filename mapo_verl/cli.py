@@ -20,10 +20,31 @@ import torch
 
 from mapo_verl import __version__
 from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, compute_mixed_advantage, group_ids_from_index
-from mapo_verl.registration import FRESH_INTERPRETER_PROBE, mapo_registered
+from mapo_verl.registry_probe import FRESH_INTERPRETER_PROBE, mapo_registered
 
 ENTRY_POINT_GROUP = "verl.plugins"
 ENTRY_POINT_NAME = "mapo"
+#: subcommands that the CPU harness (the mapo-verl-cpu distribution in a checkout's cpu/) adds through this group
+COMMANDS_GROUP = "mapo_verl.commands"
+HARNESS_COMMANDS = {
+    "smoke": "verl's real trainer runs MAPO for 2 steps on CPU (tiny model)",
+    "compare": "estimators against each other over seeds (verl's trainer on CPU)",
+    "study": "the CPU study of advantage allocation (a simulation)",
+}
+
+
+def run_harness_command(name: str, argv: list[str]) -> int:
+    """Run a subcommand the CPU harness declares in :data:`COMMANDS_GROUP`; a clear error where it is absent."""
+    found = [ep for ep in metadata.entry_points(group=COMMANDS_GROUP) if ep.name == name]
+    if not found:
+        print(
+            f"error: `{name}` belongs to mapo-verl's CPU harness (the mapo-verl-cpu distribution), which is not "
+            "installed here. From a checkout of mapo-verl: `pip install -e cpu/` (`make venv` does it); a GPU node "
+            "needs only mapo-verl.",
+            file=sys.stderr,
+        )
+        return 2
+    return int(found[0].load()(argv) or 0)
 
 
 # --------------------------------------------------------------------------------------- explain
@@ -307,20 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--config-name", "-cn", default="ppo_trainer", help="config name (ppo_trainer)")
     chk.add_argument("overrides", nargs="*", help="Hydra overrides, as given to main_ppo (key=value, +key=value)")
 
-    smk = sub.add_parser("smoke", add_help=False, help="verl's real trainer runs MAPO for 2 steps on CPU (tiny model)")
-    smk.add_argument("smoke_args", nargs=argparse.REMAINDER, help="see python -m mapo_verl smoke --help")
-    cmp = sub.add_parser("compare", add_help=False, help="estimators against each other over seeds (verl's trainer)")
-    cmp.add_argument("compare_args", nargs=argparse.REMAINDER, help="see python -m mapo_verl compare --help")
+    for name, summary in HARNESS_COMMANDS.items():
+        sub.add_parser(name, add_help=False, help=f"{summary} (CPU harness: python -m mapo_verl {name} --help)")
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["smoke"]:  # its own parser: options and trailing Hydra overrides pass through untouched
-        from mapo_verl.runs.smoke import main as smoke_main
-
-        return smoke_main(argv[1:])
-    if argv[:1] == ["compare"]:
-        from mapo_verl.runs.compare import main as compare_main
-
-        return compare_main(argv[1:])
+    if argv[:1] and argv[0] in HARNESS_COMMANDS:  # its own parser: options and Hydra overrides pass through untouched
+        return run_harness_command(argv[0], argv[1:])
     args = parser.parse_args(argv)
     if args.command == "check":
         from mapo_verl.check import main as check_main

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from mapo_verl import checkpoint_guard, metrics
+from mapo_verl import metrics, run_hooks
 from mapo_verl.mixed_advantage import (
     LAMBDA_ASSIGNMENTS,
     LAMBDA_FUNCTIONS,
@@ -28,7 +28,7 @@ from mapo_verl.mixed_advantage import (
     compute_mixed_advantage,
     group_ids_from_index,
 )
-from mapo_verl.registration import ESTIMATOR_NAME
+from mapo_verl.registry_probe import ESTIMATOR_NAME
 
 logger = logging.getLogger(__name__)
 _warned_singleton = False
@@ -221,8 +221,6 @@ def register() -> None:
 
 
 register()
-# MAPO's metrics (mean lambda, p, ...) in verl's step metrics: wraps the V1 trainer's step once
-# verl imports it (mapo_verl.metrics); a changed verl only turns the metrics off, with a warning.
-metrics.install_trainer_hook()
-# resume_mode=auto only from a complete checkpoint: repairs an empty or stale tracker (mapo_verl.checkpoint_guard).
-checkpoint_guard.install()
+# MAPO's step metrics (mapo_verl.metrics) and the checkpoint guard (mapo_verl.checkpoint_guard) change verl objects,
+# so they are installed only in runs that select `mapo` (mapo_verl.run_hooks); every other run keeps verl's own.
+run_hooks.arm()

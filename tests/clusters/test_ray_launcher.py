@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
+from mapo_verl_cpu.runners.ray_job import FINAL
 
-from mapo_verl.runs.ray_launcher import FINAL
 from mapo_verl.verl_log import read_records, training_steps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
@@ -187,7 +187,7 @@ def test_the_node_watch_ends_a_job_that_lost_a_node_and_only_that(ray_cluster):
     driver = shlex.quote(ACTOR_ON_THE_WORKER.format(worker=ray_cluster.worker_resource))
     options = {"entrypoint_resources": {ray_cluster.head_resource: 0.01},
                "runtime_env": {"env_vars": {"MAPO_NODE_WATCH_INTERVAL": "2", "RAY_AUTH_MODE": "disabled"}}}  # fmt: skip
-    watched = client.submit_job(entrypoint=f"{sys.executable} -m mapo_verl.runs.node_watch -- {sys.executable} -c "
+    watched = client.submit_job(entrypoint=f"{sys.executable} -m mapo_verl.node_watch -- {sys.executable} -c "
                                 f"{driver}", **options)  # fmt: skip
     unwatched = client.submit_job(entrypoint=f"{sys.executable} -c {driver}", **options)
     deadline = time.monotonic() + 180

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from mapo_verl.runs import local_slurm
+from mapo_verl_cpu.fixtures import slurm_cluster as local_slurm
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow]
 

@@ -343,7 +343,7 @@ def test_slurm_node_probe_counts_a_real_cluster(two_node_cluster, tmp_path):
 
 
 def test_slurm_request_that_no_node_fits_is_named_before_submission():
-    from mapo_verl.runs.slurm import Request, unmet
+    from mapo_verl_cpu.runners.slurm import Request, unmet
 
     nodes = [("n1", 8, 1), ("n2", 8, 1)]
     assert unmet(Request(nodes=2, gpus_per_node=1, cpus_per_task=8), nodes) is None
@@ -355,7 +355,7 @@ def test_slurm_request_that_no_node_fits_is_named_before_submission():
 
 def test_cluster_runs_drop_the_private_ray_and_node_counts():
     """The smoke's private Ray (address=local, num_cpus/gpus) must not reach a job that joins a launcher's Ray."""
-    from mapo_verl.runs.spec import PRIVATE_RAY, for_cluster
+    from mapo_verl_cpu.runners.spec import PRIVATE_RAY, for_cluster
 
     kept = ["data.train_batch_size=4", "trainer.total_training_steps=1"]
     assert "+ray_kwargs.ray_init.address=local" in PRIVATE_RAY

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from mapo_verl.runs.public_layouts import EMOSET_LABELS, hub_features, image_bytes, write_hub_parquet
+from mapo_verl_cpu.fixtures.public_layouts import EMOSET_LABELS, hub_features, image_bytes, write_hub_parquet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +113,7 @@ def folder_tree(tmp_path_factory) -> Path:
 def qwen_processor(tmp_path_factory):
     """A Qwen2.5-VL tokenizer and processor built without the hub (the CPU backend's tiny-model folder, without the
     model) with the paper's ``max_pixels``, loaded as verl loads them; ``tokenizer_dir`` is the folder."""
-    from mapo_verl.runs.tiny_model import TinyModelSpec, load_processor, write_tokenizer_and_processor
+    from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec, load_processor, write_tokenizer_and_processor
 
     folder = tmp_path_factory.mktemp("qwen_processor")
     write_tokenizer_and_processor(TinyModelSpec(min_pixels=56 * 56, max_pixels=4194304), folder)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from mapo_verl_cpu.checkout import realdata_dir
 
 from data_prep import paper_prompts as pp
 
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+REALDATA = realdata_dir()
 needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real records not found at {REALDATA}")
 
 

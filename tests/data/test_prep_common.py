@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from data_prep.cli import parse_size
+from data_prep.arguments import parse_size
 from data_prep.images import normalize_image
 from data_prep.rows import BadRecord, make_row
 from data_prep.sampling import stratified_sample

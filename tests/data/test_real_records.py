@@ -24,13 +24,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from mapo_verl_cpu.checkout import realdata_dir
 from PIL import Image
 
 from data_prep import geo3k, mathvision, mathvista, webemo
 from reward_fns import router
 from reward_fns.answer_forms import option_key, option_letter, parse_number, read_answer
 
-REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+REALDATA = realdata_dir()
 pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"{REALDATA} is absent (CI has it)")
 
 

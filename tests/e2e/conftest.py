@@ -102,7 +102,7 @@ def smoke_resumed_grpo(smoke_mapo, model_cache, memory_claim) -> SmokeRun:
 @pytest.fixture(scope="session")
 def tiny_model_dir(model_cache) -> Path:
     """The tiny model without warm start (random weights), for the processor tests."""
-    from mapo_verl.runs.tiny_model import build_tiny_model
+    from mapo_verl_cpu.fixtures.tiny_model import build_tiny_model
 
     return build_tiny_model(model_cache)
 
@@ -120,7 +120,9 @@ def sample_images() -> Callable[[], list]:
             Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
             for h, w in ((100, 120), (56, 300), (251, 250))
         ]
-        real = REPO.parent / "shared" / "realdata" / "geo3k" / "11" / "img_diagram.png"
+        from mapo_verl_cpu.checkout import realdata_dir
+
+        real = realdata_dir() / "geo3k" / "11" / "img_diagram.png"
         if real.is_file():
             images.append(Image.open(real).convert("RGB"))
         return images

@@ -1,4 +1,4 @@
-"""The CPU fixes of ``mapo_verl.runs.cpu_backend.patches``: each fits verl's source; only ``VERL_PLATFORM=cpu``
+"""The CPU fixes of ``mapo_verl_cpu.backend.patches``: each fits verl's source; only ``VERL_PLATFORM=cpu``
 applies them."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
-from mapo_verl.runs.cpu_backend import patches
+from mapo_verl_cpu.backend import patches
 
 PROBE = r"""
 import json, sys
@@ -70,7 +69,7 @@ def _probe(platform: str | None) -> dict:
 def test_without_the_cpu_platform_only_names_are_registered():
     state = _probe(None)
     assert state["cpu_registered"] and state["hf_replica"] == "HFReplica"
-    assert state["hf_adapter"] == "mapo_verl.runs.cpu_backend.hf_rollout.HFServerAdapter"
+    assert state["hf_adapter"] == "mapo_verl_cpu.backend.hf_rollout.HFServerAdapter"
     assert state["gloo_default"] == [None, None]  # verl's own default: untouched
     assert state["offload_policy_class"] == "CPUOffloadPolicy"
     assert not state["torchvision_left_behind"]

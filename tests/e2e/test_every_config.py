@@ -2,9 +2,9 @@
 
 Each training config trains one step (no validation, no checkpoint: the default config's own smoke tests those,
 ``test_smoke_e2e.py``) on the data it reads, built in each set's public layout and prepared by our preparers
-(:mod:`mapo_verl.runs.config_data`), with its own estimator and the shipped reward. Each ``eval_*`` config runs its
-``trainer.val_only`` validation over a small set in each public layout, and ``python -m mapo_verl.report`` turns the
-logs into the paper's table rows: one per set, ours and the authors' scorer, MathVerse per problem version.
+(:mod:`mapo_verl_cpu.fixtures.config_data`), with its own estimator and the shipped reward. Each ``eval_*`` config
+runs its ``trainer.val_only`` validation over a small set in each public layout, and ``python -m mapo_verl.report``
+turns the logs into the paper's table rows: one per set, ours and the authors' scorer, MathVerse per problem version.
 
 Ten trainer jobs, two at a time (about 6.5 minutes on 2 cores; docs/cpu-smoke.md, "Every shipped config").
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from mapo_verl_cpu.runners.spec import CONFIG_DIR, DEFAULT_CONFIG, override_key
 
 from mapo_verl.data_sources import BY_NAME, MATHVERSE_VERSIONS, preparer_of
-from mapo_verl.runs.spec import CONFIG_DIR, DEFAULT_CONFIG, override_key
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
@@ -53,7 +53,7 @@ def test_the_lists_cover_every_shipped_config():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_config_data_prepares_every_file_the_config_reads(name, tmp_path):
-    from mapo_verl.runs.config_data import prepare_config_data
+    from mapo_verl_cpu.fixtures.config_data import prepare_config_data
 
     data = prepare_config_data(name, tmp_path, "generated")
     cfg = _config_yaml(name)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-
-from mapo_verl.runs import smoke, smoke_data, spec
-from mapo_verl.runs.local import progress_message
-from mapo_verl.runs.rollouts import ROLLOUTS
+from mapo_verl_cpu.experiments import smoke
+from mapo_verl_cpu.fixtures import smoke_data
+from mapo_verl_cpu.runners import spec
+from mapo_verl_cpu.runners.local import progress_message
+from mapo_verl_cpu.runners.rollouts import ROLLOUTS
 
 
 def test_user_overrides_replace_the_smokes_own_for_the_same_key():
@@ -37,8 +38,8 @@ def test_bad_arguments_are_rejected_before_any_work(capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["generated", "real"])
 def test_data_prep_geo3k_prepares_the_smoke_data(tmp_path, kind):
-    if kind == "real" and not smoke_data.REALDATA_GEO3K.is_dir():
-        pytest.skip(f"{smoke_data.REALDATA_GEO3K} not present")
+    if kind == "real" and not smoke_data.realdata_geo3k().is_dir():
+        pytest.skip(f"{smoke_data.realdata_geo3k()} not present")
     prepared, _ = smoke_data.prepare_data(tmp_path, kind)
     train = pq.read_table(prepared / "train.parquet").to_pylist()
     test = pq.read_table(prepared / "test.parquet").to_pylist()

@@ -11,9 +11,8 @@ pytestmark = pytest.mark.slow  # builds a model and imports transformers / verl 
 
 
 def test_image_outputs_equal_transformers_qwen2vl_image_processor(tiny_model_dir, sample_images):
+    from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec, load_processor
     from transformers import Qwen2VLImageProcessor
-
-    from mapo_verl.runs.tiny_model import TinyModelSpec, load_processor
 
     spec = TinyModelSpec()
     ours = load_processor(tiny_model_dir)
@@ -28,7 +27,7 @@ def test_image_outputs_equal_transformers_qwen2vl_image_processor(tiny_model_dir
 
 
 def test_processor_expands_image_pads_and_returns_token_types(tiny_model_dir, sample_images):
-    from mapo_verl.runs.tiny_model import load_processor
+    from mapo_verl_cpu.fixtures.tiny_model import load_processor
 
     processor = load_processor(tiny_model_dir)
     assert type(processor).__name__ == "Qwen2_5_VLProcessor"  # verl dispatches on this name

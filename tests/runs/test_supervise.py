@@ -9,10 +9,10 @@ import time
 
 import psutil
 import pytest
+from mapo_verl_cpu.runners.spec import RunSpec
+from mapo_verl_cpu.runners.summary import summary
 
-from mapo_verl.runs.spec import RunSpec
-from mapo_verl.runs.summary import summary
-from mapo_verl.runs.supervise import run_supervised
+from mapo_verl.supervise import run_supervised
 
 # A parent that prints a marker, starts a grandchild, then hangs without a word (as main_ppo after a failed sync).
 SILENT_HANG = (
@@ -73,7 +73,7 @@ SUPERVISOR_IN_A_THREAD = (
     "import sys\n"
     "from concurrent.futures import ThreadPoolExecutor\n"
     "from pathlib import Path\n"
-    "from mapo_verl.runs.supervise import ending_trees_on_sigterm, run_supervised\n"
+    "from mapo_verl.supervise import ending_trees_on_sigterm, run_supervised\n"
     "def work():\n"
     "    run_supervised([sys.executable, '-c', sys.argv[1]], log_path=Path(sys.argv[2]), timeout=None,\n"
     "                   report=lambda m: None, poll=0.1)\n"
@@ -84,7 +84,7 @@ SUPERVISOR_IN_A_THREAD = (
 SUPERVISOR_IN_THE_MAIN_THREAD = (
     "import sys\n"
     "from pathlib import Path\n"
-    "from mapo_verl.runs.supervise import run_supervised\n"
+    "from mapo_verl.supervise import run_supervised\n"
     "run_supervised([sys.executable, '-c', sys.argv[1]], log_path=Path(sys.argv[2]), timeout=None,\n"
     "               report=lambda m: None, poll=0.1)\n"
 )
@@ -149,7 +149,7 @@ def test_a_process_of_another_run_is_left_alone(tmp_path):
 
 
 def test_the_tree_named_by_a_pid_file_is_ended_and_a_missing_or_empty_file_is_nothing(tmp_path):
-    from mapo_verl.runs.supervise import end_tree_of_pid_file
+    from mapo_verl.supervise import end_tree_of_pid_file
 
     code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
             "print('up', flush=True); time.sleep(600)")  # fmt: skip

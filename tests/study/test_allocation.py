@@ -6,9 +6,13 @@ import math
 
 import numpy as np
 import pytest
-
-from mapo_verl.study.allocation import allocation_metrics, binary_allocation, graded_allocation, outlier_zscore
-from mapo_verl.study.estimators import DEFAULT_ESTIMATORS, ESTIMATORS
+from mapo_verl_cpu.experiments.study.allocation import (
+    allocation_metrics,
+    binary_allocation,
+    graded_allocation,
+    outlier_zscore,
+)
+from mapo_verl_cpu.experiments.study.estimators import DEFAULT_ESTIMATORS, ESTIMATORS
 
 EPS = 1e-6
 SPECS = [ESTIMATORS[k] for k in DEFAULT_ESTIMATORS]

@@ -1,5 +1,5 @@
-"""``python -m mapo_verl.study``: the quick run writes every output; usage errors and a missing plotting extra
-stop before any work; the plug-in and the study's tables never import matplotlib."""
+"""``python -m mapo_verl_cpu.experiments.study``: the quick run writes every output; usage errors and a missing
+plotting extra stop before any work; the plug-in and the study's tables never import matplotlib."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from mapo_verl.study.__main__ import main
+from mapo_verl_cpu.experiments.study.__main__ import main
 
 EXPECTED = [
     "allocation.csv",
@@ -86,7 +85,7 @@ def test_plugin_and_study_import_without_matplotlib() -> None:
     """A Ray worker's `import verl` loads the plug-in; neither it nor the study's modules may pull matplotlib."""
     probe = (
         "import sys; import verl; from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY; "
-        "import mapo_verl.study.__main__, mapo_verl.study.plots; "
+        "import mapo_verl_cpu.experiments.study.__main__, mapo_verl_cpu.experiments.study.plots; "
         "assert 'mapo' in ADV_ESTIMATOR_REGISTRY; print(sorted(m for m in sys.modules if m.startswith('matplotlib')))"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from mapo_verl.study.estimators import ESTIMATORS
-from mapo_verl.study.simulation import SimConfig, clipped_surrogate, make_task, simulate, steps_to_target
+from mapo_verl_cpu.experiments.study.estimators import ESTIMATORS
+from mapo_verl_cpu.experiments.study.simulation import (
+    SimConfig,
+    clipped_surrogate,
+    make_task,
+    simulate,
+    steps_to_target,
+)
 
 SMALL = SimConfig(preset="uniform", num_prompts=64, batch_prompts=8, steps=25, seeds=(0, 1, 2))
 

@@ -1,0 +1,204 @@
+"""``python -m mapo_verl smoke``: verl's real trainer runs MAPO for a few steps on CPU, in about a minute.
+
+1. data: a hub-layout copy of Geometry3K, prepared by ``python -m data_prep.geo3k`` as a user would
+   (:mod:`mapo_verl_cpu.fixtures.smoke_data`);
+2. model: a tiny Qwen2.5-VL built locally and warm-started on the reward's format, cached under
+   ``~/.cache/mapo-verl`` (``$MAPO_VERL_CACHE``) (:mod:`mapo_verl_cpu.fixtures.tiny_model`);
+3. a :class:`~mapo_verl_cpu.runners.spec.RunSpec`: the shipped ``mapo_geo3k_qwen2_5_vl_7b`` config shrunk to the tiny
+   model on the CPU platform with the chosen rollout backend (:mod:`mapo_verl_cpu.runners.rollouts`), run by a runner
+   (:mod:`mapo_verl_cpu.runners.local`); verl's file logger writes ``OUT/metrics.jsonl``, checkpoints go to
+   ``OUT/checkpoints``, the trainer's output to ``OUT/main_ppo.log``;
+4. a summary (:mod:`mapo_verl_cpu.runners.summary`): steps, seconds per step, each step's ``mapo/*`` metrics.
+
+Trailing ``key=value`` arguments are Hydra overrides passed to verl (they replace the smoke's own for the same key).
+
+``--launcher slurm`` submits the same run through the shipped ``scripts/slurm_train.sbatch``
+(:mod:`mapo_verl_cpu.runners.slurm`) on ``--nodes`` nodes, ``--launcher ray`` through ``scripts/ray_cluster.sh submit``
+(:mod:`mapo_verl_cpu.runners.ray_job`): a pre-flight of the launcher on a user's cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mapo_verl_cpu.runners.local import run_local
+from mapo_verl_cpu.runners.rollouts import ROLLOUTS, Rollout, cpu_run_spec
+from mapo_verl_cpu.runners.spec import (
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    RunSpec,
+    bad_overrides,
+    for_cluster,
+    tiny_overrides,
+)
+from mapo_verl_cpu.runners.summary import summary
+
+LAUNCHERS = ("local", "slurm", "ray")
+CLUSTER_TIMEOUT = 900.0
+
+
+def log(msg: str) -> None:
+    print(f"[smoke] {msg}", flush=True)
+
+
+def smoke_overrides(rollout: Rollout = ROLLOUTS["hf"], **tiny: Any) -> list[str]:
+    """The tiny shrink of the shipped config (:func:`~mapo_verl_cpu.runners.spec.tiny_overrides`'s keywords) plus the
+    rollout backend's overrides."""
+    return [*tiny_overrides(**tiny), *rollout.overrides]
+
+
+def build_spec(
+    args: argparse.Namespace, model_dir: Path, data_dir: Path, out: Path, data_overrides: Sequence[str] = ()
+) -> RunSpec:
+    """The smoke's run description from its arguments, then the config's data files, then the user's overrides."""
+    rollout = ROLLOUTS[args.rollout]
+    overrides = smoke_overrides(
+        rollout,
+        model_dir=model_dir,
+        data_dir=data_dir,
+        out=out,
+        steps=args.steps,
+        estimator=args.estimator,
+        prompts=args.prompts,
+        n=args.n,
+    )
+    spec = cpu_run_spec(rollout, out=out, overrides=overrides, steps=args.steps, config_name=args.config)
+    return spec.with_overrides(data_overrides).with_overrides(args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mapo_verl smoke",
+        description=__doc__.splitlines()[0],
+        epilog="Trailing key=value arguments are Hydra overrides for verl's main_ppo.",
+    )
+    parser.add_argument("--steps", type=int, default=2, help="training steps (2)")
+    parser.add_argument("--out", default="out/smoke", help="output folder (out/smoke)")
+    parser.add_argument(
+        "--estimator", default=None, help="algorithm.adv_estimator (default: the config's own; grpo for the baseline)"
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"shipped training config ({DEFAULT_CONFIG})")
+    parser.add_argument("--rollout", choices=sorted(ROLLOUTS), default="hf", help="rollout backend (hf)")
+    parser.add_argument("--prompts", type=int, default=4, help="prompts per step (4)")
+    parser.add_argument("--n", type=int, default=4, help="responses per prompt (4)")
+    parser.add_argument(
+        "--warm-steps", type=int, default=1000, help="supervised warm-start steps of the tiny model (1000)"
+    )
+    parser.add_argument("--cache-dir", default=None, help="where the tiny model is cached (~/.cache/mapo-verl)")
+    parser.add_argument(
+        "--data",
+        choices=("auto", "real", "generated"),
+        default="auto",
+        help="Geometry3K problems from ../shared/realdata (real), generated diagrams, or real where present (auto)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="end the trainer's whole process tree after this many seconds"
+    )
+    parser.add_argument(
+        "--launcher", choices=LAUNCHERS, default="local", help="local (this machine), slurm (sbatch) or ray (submit)"
+    )
+    parser.add_argument("--nodes", type=int, default=None, help="nodes for --launcher slurm/ray (2)")
+    parser.add_argument("--gpus-per-node", type=int, default=1, help="GPUs asked per node under Slurm (1)")
+    parser.add_argument("--cpus-per-node", type=int, default=8, help="CPUs asked per node under Slurm (8)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to main_ppo")
+    return parser
+
+
+def validate_args(args: argparse.Namespace) -> str | None:
+    """A message naming what is wrong with the arguments, or None."""
+    if args.steps < 1 or args.prompts < 1 or args.n < 2:
+        return "--steps and --prompts must be >= 1 and --n >= 2 (groups need two responses)"
+    bad = bad_overrides(args.overrides)
+    if bad:
+        return f"not a Hydra override (key=value): {' '.join(bad)}"
+    if not (CONFIG_DIR / f"{args.config}.yaml").is_file():
+        return f"{CONFIG_DIR / args.config}.yaml not found: run the smoke from a checkout of mapo-verl"
+    if args.launcher == "local" and args.nodes not in (None, 1):
+        return "--nodes needs --launcher slurm or ray (the local launcher runs one node)"
+    if args.nodes is not None and args.nodes < 1:
+        return "--nodes must be >= 1"
+    reason = ROLLOUTS[args.rollout].unavailable()
+    if reason:
+        return f"--rollout {args.rollout}: {reason}"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problem = validate_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    from mapo_verl_cpu.fixtures.config_data import prepare_config_data
+    from mapo_verl_cpu.fixtures.tiny_model import build_tiny_model
+
+    start = time.monotonic()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+
+    log(f"preparing the data {args.config} reads with data_prep ...")
+    data = prepare_config_data(args.config, out, args.data)  # every file the config reads (config_data.py)
+    data_dir, source = data.data_dir, data.source
+    log(f"data: {data_dir} (from {source})")
+
+    log("tiny Qwen2.5-VL (built and warm-started once, then cached) ...")
+    examples = data.examples()
+    model_dir = build_tiny_model(
+        Path(args.cache_dir) if args.cache_dir else None, examples=examples, warm_steps=args.warm_steps
+    )
+    log(f"model: {model_dir} ({time.monotonic() - start:.0f} s so far)")
+
+    spec = build_spec(args, model_dir, data_dir, out, data.overrides())
+    count = len(spec.overrides)
+    log(f"python -m verl.trainer.main_ppo --config-name {spec.config_name} + {count} overrides (command.txt)")
+    if args.launcher != "local":
+        return run_on_cluster(args, spec, start)
+    log("starting Ray and verl's workers (about a minute on 2 cores) ...")
+    outcome = run_local(spec, args.timeout, log)
+    print(summary(spec, outcome), flush=True)
+    log(f"total {time.monotonic() - start:.0f} s")
+    return outcome.returncode if not outcome.timed_out else 124
+
+
+def run_on_cluster(args: argparse.Namespace, spec: RunSpec, start: float) -> int:
+    """The smoke's run through a shipped launcher; the job's status, id, state and nodes, then the summary."""
+    from dataclasses import replace
+
+    spec = replace(spec, overrides=tuple(for_cluster(spec.overrides)))  # the launcher's Ray, nodes and GPUs
+    nodes = args.nodes or 2
+    timeout = args.timeout or CLUSTER_TIMEOUT
+    if args.launcher == "slurm":
+        from mapo_verl_cpu.runners.slurm import Request, SlurmError, run_slurm
+
+        request = Request(nodes=nodes, gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_node)
+        try:
+            outcome, job = run_slurm(spec, request, timeout, log)
+        except SlurmError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        log(f"slurm job {job.job_id}: {job.state} (ExitCode={job.exit_code}) on nodes {job.nodes}")
+    else:
+        from mapo_verl_cpu.runners.ray_job import RayLaunchError, run_ray
+
+        try:
+            outcome, job_id, status = run_ray(spec, nodes, timeout, log)
+        except RayLaunchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        log(f"ray job {job_id}: {status}")
+    if outcome.returncode != 0 and not outcome.timed_out:
+        log(f"the job failed; last lines of {spec.log_path}:")
+        print("\n".join(outcome.tail[-30:]), flush=True)
+    print(summary(spec, outcome), flush=True)
+    log(f"total {time.monotonic() - start:.0f} s")
+    return outcome.returncode if not outcome.timed_out else 124
+
+
+if __name__ == "__main__":
+    sys.exit(main())
