@@ -1,9 +1,9 @@
 """The command line every preparer shares: arguments, the data-folder convention, running and the summary.
 
-Data convention: a preparer writes to ``$MAPO_DATA_DIR/NAME`` (default ``~/data/mapo/NAME``), the folder the
-training configs read (``${oc.env:MAPO_DATA_DIR,~/data/mapo}/NAME/{train,test}.parquet``); the hand-downloaded
-sets (EmoSet, WEBEmo, Emotion6) are read from ``$MAPO_SOURCE_DIR/NAME`` (default ``~/data/mapo_sources/NAME``)
-unless ``--local-dataset-path`` names another place.
+Data convention (roots: :func:`mapo_verl.data_sources.default_data_dir` and ``default_source_dir``): a preparer
+writes to ``$MAPO_DATA_DIR/NAME``, the folder the training configs read (``NAME/{train,test}.parquet``); the
+hand-downloaded sets (EmoSet, WEBEmo, Emotion6) are read from ``$MAPO_SOURCE_DIR/NAME`` unless
+``--local-dataset-path`` names another place.
 """
 
 from __future__ import annotations
@@ -16,16 +16,7 @@ from pathlib import Path
 
 from data_prep.images import DEFAULT_MAX_PIXELS
 from data_prep.writer import DEFAULT_CHUNK_MB, DEFAULT_CHUNK_ROWS, PrepError, Summary
-
-
-def data_dir() -> Path:
-    """Root of the prepared parquet files: ``$MAPO_DATA_DIR``, else ``~/data/mapo``."""
-    return Path(os.path.expanduser(os.environ.get("MAPO_DATA_DIR") or "~/data/mapo"))
-
-
-def source_dir() -> Path:
-    """Root of hand-downloaded sources: ``$MAPO_SOURCE_DIR``, else ``~/data/mapo_sources``."""
-    return Path(os.path.expanduser(os.environ.get("MAPO_SOURCE_DIR") or "~/data/mapo_sources"))
+from mapo_verl.data_sources import DATA_DIR_DEFAULT, default_data_dir
 
 
 def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
@@ -38,7 +29,7 @@ def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
         "--local-save-dir",
         default=None,
         help=f"output folder (default $MAPO_DATA_DIR/{name}, or {name}_paper with --prompt-style paper; "
-        "MAPO_DATA_DIR defaulting to ~/data/mapo)",
+        f"MAPO_DATA_DIR defaulting to {DATA_DIR_DEFAULT})",
     )
     parser.add_argument("--local-dataset-path", default=None, help="local source (layout: see the module doc)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images")
@@ -95,4 +86,4 @@ def out_dir_of(args: argparse.Namespace) -> Path:
     if args.local_save_dir:
         return Path(os.path.expanduser(args.local_save_dir))
     suffix = "_paper" if getattr(args, "prompt_style", "ours") == "paper" else ""
-    return data_dir() / f"{args.dataset_name}{suffix}"
+    return default_data_dir() / f"{args.dataset_name}{suffix}"

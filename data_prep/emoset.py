@@ -29,9 +29,10 @@ from data_prep.emotion_driver import default_source, emotion_row
 from data_prep.hub_reader import SplitSource, base_dir_of, load_split
 from data_prep.sampling import fold_label, stratified_sample
 from data_prep.writer import PrepError, Summary, write_split
+from mapo_verl.data_sources import BY_NAME
 
 LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
-DATA_SOURCE = "emoset"
+DATA_SOURCE = BY_NAME["emoset"].data_source
 #: output split -> (official json, hub split names tried in order)
 SPLITS = {
     "train": ("train.json", ("train",)),

@@ -7,12 +7,13 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, parse_size, run_main, source_dir
+from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, parse_size, run_main
 from data_prep.images import IMAGE_SUFFIXES, image_list, normalize_image
 from data_prep.prompts import emotion_prompt, paper_module
 from data_prep.rows import BadRecord, make_row
 from data_prep.sampling import fold_label, stratified_sample
 from data_prep.writer import PrepError, Summary, write_split
+from mapo_verl.data_sources import BY_NAME, SOURCE_DIR_DEFAULT, default_source_dir
 
 
 def emotion_row(
@@ -86,12 +87,12 @@ def default_source(name: str, args: argparse.Namespace, what: str) -> Path:
     what to download (``what``) and where to put it."""
     if args.local_dataset_path:
         return Path(args.local_dataset_path).expanduser()
-    root = source_dir() / name
+    root = default_source_dir() / name
     if root.exists():
         return root
     raise PrepError(
         f"{name} is downloaded by hand: {what}; put it in {root} ($MAPO_SOURCE_DIR/{name}, MAPO_SOURCE_DIR "
-        "defaulting to ~/data/mapo_sources) or pass --local-dataset-path SRC"
+        f"defaulting to {SOURCE_DIR_DEFAULT}) or pass --local-dataset-path SRC"
     )
 
 
@@ -104,7 +105,7 @@ def prepare_folder_set(
     read_items: Callable[[Path, argparse.Namespace, Summary], list[tuple[str, Path]]] | None = None,
     what: str = f"arrange its images as {FOLDER_SET_LAYOUT}",
 ) -> Summary:
-    """A labelled-image test set -> ``OUT/test.parquet`` (``data_source`` = ``name``).
+    """A labelled-image test set -> ``OUT/test.parquet`` (``data_source``: the registry's, by ``name``).
 
     ``read_items`` lists ``(label, image path)`` under the source folder (default: a folder per class) and may
     add notes to the summary.
@@ -123,7 +124,7 @@ def prepare_folder_set(
     def convert(i: int, item: tuple[int, tuple[str, Path]]) -> dict:
         index, (folder, path) = item
         return emotion_row(
-            data_source=name,
+            data_source=BY_NAME[name].data_source,
             image=path,
             label=folder,
             labels=labels,

@@ -20,8 +20,9 @@ from data_prep.images import image_list, normalize_image
 from data_prep.prompts import answer_text, math_prompt, paper_module, question_text
 from data_prep.rows import BadRecord, make_row
 from data_prep.writer import Summary, write_split
+from mapo_verl.data_sources import BY_NAME
 
-HUB_ID = "hiyouga/geometry3k"
+HUB_ID = BY_NAME["geo3k"].data_source
 SPLITS = ("train", "validation", "test")
 
 

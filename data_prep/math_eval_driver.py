@@ -1,8 +1,9 @@
 """Shared driver for the hub-hosted math evaluation sets (MathVista, MathVision, MathVerse).
 
-Each set's module supplies a :class:`MathEvalSpec`: its hub id, default split and config, and a function that
-turns one source record into a :class:`Parsed` question (text with any choices, options, ground truth, question
-type, and the repairs made on the way). Multiple-choice ground truths are option letters (``A``, ``B``...), as
+Each set's module supplies a :class:`MathEvalSpec`: its name (its hub id is its ``data_source`` in
+:mod:`mapo_verl.data_sources`), default split and config, and a function that turns one source record into a
+:class:`Parsed` question (text with any choices, options, ground truth, question type, and the repairs made on the
+way). Multiple-choice ground truths are option letters (``A``, ``B``...), as
 :mod:`reward_fns.math_answer` reads them.
 """
 
@@ -19,6 +20,7 @@ from data_prep.images import image_list, normalize_image
 from data_prep.prompts import REPAIR_NO_IMAGE, math_prompt, paper_module
 from data_prep.rows import BadRecord, make_row
 from data_prep.writer import Summary, write_split
+from mapo_verl.data_sources import BY_NAME
 
 IMAGE_COLUMNS = ("decoded_image", "image", "images")
 
@@ -37,7 +39,6 @@ class Parsed:
 @dataclass(frozen=True)
 class MathEvalSpec:
     name: str
-    hub_id: str
     split: str
     parse: Callable[[dict], Parsed]
     config: str | None = None
@@ -49,6 +50,11 @@ class MathEvalSpec:
     #: records that legitimately have no image (MathVerse's Text Only version): they become text-only prompts;
     #: a missing image anywhere else stays an error
     imageless: Callable[[dict], bool] | None = None
+
+    @property
+    def hub_id(self) -> str:
+        """The hub dataset id: the set's ``data_source`` in :mod:`mapo_verl.data_sources`."""
+        return BY_NAME[self.name].data_source
 
 
 def options_of(value: Any) -> list[str]:

@@ -90,7 +90,6 @@ def is_text_only(rec: dict) -> bool:
 
 SPEC = MathEvalSpec(
     name="mathverse",
-    hub_id="AI4Math/MathVerse",
     split="testmini",
     config="testmini",
     parse=parse,

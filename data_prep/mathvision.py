@@ -31,7 +31,6 @@ def parse(rec: dict) -> Parsed:
 
 SPEC = MathEvalSpec(
     name="mathvision",
-    hub_id="MathLLMs/MathVision",
     split="test",
     parse=parse,
     id_column="id",

@@ -38,7 +38,6 @@ def parse(rec: dict) -> Parsed:
 
 SPEC = MathEvalSpec(
     name="mathvista",
-    hub_id="AI4Math/MathVista",
     split="testmini",
     parse=parse,
     id_column="pid",

@@ -40,9 +40,6 @@ PAPER_INSTRUCTION = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
 )
-#: Test-set sizes of the authors' files: MathVista testmini, MathVerse testmini (vision-bearing), MathVision test,
-#: Geo3K test, WEBEmo's ``webemo_test_2000.json``.
-PAPER_SET_SIZES = {"mathvista": 1000, "mathverse": 3940, "mathvision": 3040, "geo3k": 601, "webemo": 2000}
 #: Sets the authors evaluated on a subset of, and its size (their file is not published; see paper_subset_indices).
 PAPER_SUBSET_SIZES = {"webemo": 2000}
 

@@ -30,8 +30,9 @@ from data_prep.arguments import base_parser, out_dir_of, run_main
 from data_prep.prompts import math_prompt
 from data_prep.rows import make_row
 from data_prep.writer import Summary, write_split
+from mapo_verl.data_sources import BY_NAME
 
-DATA_SOURCE = "mapo/shapes"
+DATA_SOURCE = BY_NAME["shapes"].data_source
 SIZE = 224
 #: the share of count (hard) questions in each split
 COUNT_SHARE = 0.25

@@ -34,7 +34,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
-class Report:
+class CheckResult:
     """What the check found, in order: (level, message) with level ok/info/warn/FAIL."""
 
     lines: list[tuple[str, str]] = field(default_factory=list)
@@ -102,7 +102,7 @@ def verl_placeholder_model_path() -> str:
     return str(OmegaConf.load(str(files(VERL_CONFIG_MODULE) / "model" / "hf_model.yaml")).path)
 
 
-def check_resolves(cfg: Any, report: Report) -> bool:
+def check_resolves(cfg: Any, report: CheckResult) -> bool:
     """Every interpolation resolves (env variables, ``${mapo_data_dir}``...)."""
     from omegaconf import OmegaConf
 
@@ -120,7 +120,7 @@ def check_resolves(cfg: Any, report: Report) -> bool:
     return True
 
 
-def check_plugin(cfg: Any, report: Report) -> None:
+def check_plugin(cfg: Any, report: CheckResult) -> None:
     """The estimator named by ``algorithm.adv_estimator`` resolves where verl looks it up."""
     estimator = str(_select(cfg, "algorithm.adv_estimator"))
     try:
@@ -152,7 +152,7 @@ def _vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def check_verl(cfg: Any, report: Report) -> None:
+def check_verl(cfg: Any, report: CheckResult) -> None:
     """verl's own ``validate_config``, as ``main_ppo`` runs it, for the declared GPU count."""
     from omegaconf import OmegaConf
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
@@ -243,7 +243,7 @@ def reachable_scores(format_weight: float) -> list[float]:
 OVERLONG_KEYS = ("reward.reward_kwargs.overlong_buffer_cfg", "reward_model.reward_kwargs.overlong_buffer_cfg")
 
 
-def check_shaping(cfg: Any, report: Report) -> None:
+def check_shaping(cfg: Any, report: CheckResult) -> None:
     """No reward shaping that moves correct answers off MAPO's success threshold.
 
     ``algorithm.use_kl_in_reward`` is refused by the estimator's own settings (:func:`check_mapo`);
@@ -275,7 +275,7 @@ def all_wrong_group(group_size: int, format_weight: float) -> tuple[float, float
     return mapo, grpo
 
 
-def check_mapo(cfg: Any, report: Report) -> None:
+def check_mapo(cfg: Any, report: CheckResult) -> None:
     """MAPO's own settings: they parse, groups have >= 2 responses, the reward is unshaped and fits the threshold."""
     from mapo_verl.verl_plugin import settings_from_config
 
@@ -315,7 +315,7 @@ def check_mapo(cfg: Any, report: Report) -> None:
     check_router_scores(cfg, report, settings, n)
 
 
-def check_router_scores(cfg: Any, report: Report, settings: Any, group_size: int) -> None:
+def check_router_scores(cfg: Any, report: CheckResult, settings: Any, group_size: int) -> None:
     """With ``reward_fns.router``: the threshold is reachable but not by all, the floor is right, the format bonus."""
     import torch
 
@@ -381,7 +381,7 @@ def _prepare_hint(path: str) -> str:
     return f"prepare it: python -m data_prep.{module} {options + ' ' if options else ''}--local-save-dir {folder}"
 
 
-def check_data(cfg: Any, report: Report) -> None:
+def check_data(cfg: Any, report: CheckResult) -> None:
     """Train and validation parquet files exist and have the prompt/image columns the config names."""
     image_key = str(_select(cfg, "data.image_key", "images"))
     prompt_key = str(_select(cfg, "data.prompt_key", "prompt"))
@@ -414,7 +414,7 @@ def check_data(cfg: Any, report: Report) -> None:
                 report.ok(f"{key}: {local} ({prompt_key}, {image_key}, {reward_key}, reward_model)")
 
 
-def check_model(cfg: Any, report: Report) -> None:
+def check_model(cfg: Any, report: CheckResult) -> None:
     """``actor_rollout_ref.model.path`` names a local model directory or a Hugging Face Hub id."""
     path = _select(cfg, "actor_rollout_ref.model.path")
     key = "actor_rollout_ref.model.path"
@@ -440,7 +440,7 @@ def check_model(cfg: Any, report: Report) -> None:
         report.fail(f"{key}={path}: neither an existing directory nor a Hub id of the form org/name")
 
 
-def check_reward(cfg: Any, report: Report) -> None:
+def check_reward(cfg: Any, report: CheckResult) -> None:
     """The custom reward function loads (verl only loads it in the reward workers, after model loading)."""
     path = _select(cfg, "reward.custom_reward_function.path")
     name = _select(cfg, "reward.custom_reward_function.name") or "compute_score"
@@ -460,9 +460,9 @@ def check_reward(cfg: Any, report: Report) -> None:
         report.ok(f"reward.custom_reward_function: {path}:{name} loads")
 
 
-def run_checks(cfg: Any) -> Report:
+def run_checks(cfg: Any) -> CheckResult:
     """All checks on a composed config."""
-    report = Report()
+    report = CheckResult()
     report.info(
         f"algorithm.adv_estimator={_select(cfg, 'algorithm.adv_estimator')}, model "
         f"{_select(cfg, 'actor_rollout_ref.model.path')}, trainer.nnodes={_select(cfg, 'trainer.nnodes')} x "

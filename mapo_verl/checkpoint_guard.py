@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from mapo_verl.post_import import call_after_import
+from mapo_verl.verl_log import TRACKER_FILE as TRACKER
 
 logger = logging.getLogger(__name__)
 
-TRACKER = "latest_checkpointed_iteration.txt"
 STEP_DIR = re.compile(r"^global_step_(\d+)$")
 SHARD = re.compile(r"^(?P<kind>\w+?)_world_size_(?P<world>\d+)_rank_(?P<rank>\d+)\.pt$")
 VERL_MODULE = "verl.utils.checkpoint.checkpoint_manager"

@@ -19,7 +19,7 @@ import traceback
 import torch
 
 from mapo_verl import __version__
-from mapo_verl.mixed_advantage import LAMBDA_FUNCTIONS, compute_mixed_advantage, group_ids_from_index
+from mapo_verl.mixed_advantage import DEFAULTS, LAMBDA_FUNCTIONS, compute_mixed_advantage, group_ids_from_index
 from mapo_verl.registry_probe import FRESH_INTERPRETER_PROBE, mapo_registered
 
 ENTRY_POINT_GROUP = "verl.plugins"
@@ -54,7 +54,7 @@ def explain(
     lambda_fn: str,
     epsilon: float,
     norm_by_std: bool,
-    reward_min: float = 0.0,
+    reward_min: float = DEFAULTS.reward_min,
 ) -> str:
     """The table ``python -m mapo_verl explain`` prints for one group of rewards."""
     scores = torch.tensor(rewards, dtype=torch.float64)
@@ -303,10 +303,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ex = sub.add_parser("explain", help="advantages of one group of rewards under GRPO, APD and MAPO")
     ex.add_argument("rewards", nargs="+", type=float, help="the group's outcome rewards, e.g. 0.9 1 1 1")
-    ex.add_argument("--success-threshold", type=float, default=1.0, help="reward counted as a success (1.0)")
-    ex.add_argument("--lambda-fn", choices=sorted(LAMBDA_FUNCTIONS), default="tcr", help="lambda(p) (tcr)")
-    ex.add_argument("--reward-min", type=float, default=0.0, help="the reward's floor r_min (0); below it: error")
-    ex.add_argument("--epsilon", type=float, default=1e-6)
+    d = DEFAULTS
+    ex.add_argument(
+        "--success-threshold", type=float, default=d.success_threshold, help="reward counted as a success (%(default)g)"
+    )
+    ex.add_argument("--lambda-fn", choices=sorted(LAMBDA_FUNCTIONS), default=d.lambda_fn, help="lambda(p): %(default)s")
+    ex.add_argument("--reward-min", type=float, default=d.reward_min, help="the reward's floor r_min (%(default)g)")
+    ex.add_argument("--epsilon", type=float, default=d.epsilon, help="eps of GRPO and APD (%(default)g)")
     ex.add_argument("--no-std", action="store_true", help="deviation without std normalisation (Dr.GRPO)")
 
     doc = sub.add_parser("doctor", help="check that verl sees the mapo estimator, here and in Ray workers")

@@ -2,20 +2,23 @@
 
 ``name`` is the ``data_prep`` module and the folder of the data convention ``$MAPO_DATA_DIR/NAME/*.parquet``
 (``NAME_paper`` for ``--prompt-style paper``); ``data_source`` is what the preparer writes into every row, what the
-reward router dispatches on and what verl's validation metrics are keyed by (``val-core/<data_source>/...``).
-No verl or data-library import: the reward workers, the preparers and the report all read it.
+reward router dispatches on and what verl's validation metrics are keyed by (``val-core/<data_source>/...``); for
+the hub-hosted sets it is the hub dataset id the preparer downloads. Also the data convention's roots
+(:func:`default_data_dir`, :func:`default_source_dir`). No verl or data-library import: the reward workers, the
+preparers and the report all read it.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
 class DataSource:
     name: str
-    data_source: str
+    data_source: str  # the hub dataset id for the hub-hosted sets
     column: str
     task: str  # "Math" or "Emotion": which reward scores it
     in_domain: bool  # trained on in the paper (Geo3K, EmoSet); the rest are held-out evaluation sets
@@ -44,6 +47,19 @@ MATHVERSE_VERSIONS: tuple[str, ...] = (
     "Vision Dominant",
     "Vision Only",
 )
+#: Defaults of ``$MAPO_DATA_DIR`` (the prepared parquet files) and ``$MAPO_SOURCE_DIR`` (hand-downloaded sources).
+DATA_DIR_DEFAULT = "~/data/mapo"
+SOURCE_DIR_DEFAULT = "~/data/mapo_sources"
+
+
+def default_data_dir() -> Path:
+    """Root of the prepared parquet files: ``$MAPO_DATA_DIR``, else :data:`DATA_DIR_DEFAULT`."""
+    return Path(os.path.expanduser(os.environ.get("MAPO_DATA_DIR") or DATA_DIR_DEFAULT))
+
+
+def default_source_dir() -> Path:
+    """Root of hand-downloaded sources: ``$MAPO_SOURCE_DIR``, else :data:`SOURCE_DIR_DEFAULT`."""
+    return Path(os.path.expanduser(os.environ.get("MAPO_SOURCE_DIR") or SOURCE_DIR_DEFAULT))
 
 
 def data_source_ids(task: str) -> tuple[str, ...]:

@@ -84,7 +84,30 @@ LAMBDA_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def trajectory_certainty_weight(success_ratio: torch.Tensor, lambda_fn: str = "tcr") -> torch.Tensor:
+@dataclass(frozen=True)
+class MapoSettings:
+    """MAPO's knobs with their defaults, defined once: verl's ``algorithm.mapo.*`` (plus verl's own
+    ``algorithm.norm_adv_by_std_in_grpo``), ``explain``'s flags and the functions below all take them from here."""
+
+    #: s_i >= success_threshold counts as a success (the module docstring's N)
+    success_threshold: float = 1.0
+    #: the reward's floor r_min; APD's denominator is measured from it
+    reward_min: float = 0.0
+    #: lambda(p), a name of :data:`LAMBDA_FUNCTIONS`
+    lambda_fn: str = "tcr"
+    #: eps of D_i and APD_i
+    epsilon: float = 1e-6
+    #: D_i with std normalisation (GRPO) or without (Dr.GRPO); verl's ``algorithm.norm_adv_by_std_in_grpo``
+    norm_adv_by_std: bool = True
+    #: ``group``: each response mixed with its own group's lambda (the paper); ``permuted``: another group's
+    lambda_assignment: str = "group"
+
+
+#: the defaults
+DEFAULTS = MapoSettings()
+
+
+def trajectory_certainty_weight(success_ratio: torch.Tensor, lambda_fn: str = DEFAULTS.lambda_fn) -> torch.Tensor:
     """lambda(p): how much of the APD term a group with success ratio p receives.
 
     ``tcr``: 1 - 4p(1-p); ``linear``: |2p-1|; ``zero``: 0; ``one``: 1.  All map [0, 1] into
@@ -241,12 +264,12 @@ def compute_mixed_advantage(
     scores: torch.Tensor,
     groups: GroupIds,
     *,
-    success_threshold: float = 1.0,
-    reward_min: float = 0.0,
-    lambda_fn: str = "tcr",
-    epsilon: float = 1e-6,
-    norm_by_std: bool = True,
-    lambda_assignment: str = "group",
+    success_threshold: float = DEFAULTS.success_threshold,
+    reward_min: float = DEFAULTS.reward_min,
+    lambda_fn: str = DEFAULTS.lambda_fn,
+    epsilon: float = DEFAULTS.epsilon,
+    norm_by_std: bool = DEFAULTS.norm_adv_by_std,
+    lambda_assignment: str = DEFAULTS.lambda_assignment,
 ) -> MixedAdvantageResult:
     """MAPO's advantage A_i for each response's outcome score s_i (see the module docstring).
 

@@ -21,7 +21,6 @@ from ``reward_fns.paper_compat`` the MathVerse accuracy per problem version is t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from mapo_verl.atomic_io import atomic_write, write_text
 from mapo_verl.data_sources import DATA_SOURCES, MATHVERSE_VERSIONS
+from mapo_verl.verl_log import TRAINING_STEP_KEY, as_record, load_json
 
 #: (data_source, column name, task, in-domain) in the paper's column order.
 DATASETS: tuple[tuple[str, str, str, bool], ...] = tuple(
@@ -46,7 +46,7 @@ CURVES: tuple[tuple[str, str], ...] = (
     ("mapo/groups_p0_frac", "groups with p = 0"),
     ("mapo/groups_p1_frac", "groups with p = 1"),
     ("response_length/mean", "response length (mean)"),
-    ("actor/pg_loss", "policy loss"),
+    (TRAINING_STEP_KEY, "policy loss"),
 )
 _VAL = re.compile(r"^val-core/(?P<source>.+)/(?P<var>acc|reward)/mean@(?P<n>\d+)$")
 _PAPER_VAL = re.compile(r"^val-aux/(?P<source>.+)/(?P<var>paper_acc)/mean@(?P<n>\d+)$")
@@ -123,15 +123,14 @@ def _dump_row(record: dict) -> tuple[int, int, float, float | None] | None:
 
 
 def _read_record(stripped: str, run: Run) -> bool:
-    """One JSON line: a file-logger record or a validation-dump row. False when it is neither (or not JSON)."""
-    try:
-        record = json.loads(stripped)
-    except (json.JSONDecodeError, RecursionError):
-        return False  # e.g. verl's printed config, which is a Python dict, not JSON
+    """One JSON line: a file-logger record or a validation-dump row. False when it is neither (or not JSON, e.g.
+    verl's printed config, which is a Python dict)."""
+    record = load_json(stripped)
     if not isinstance(record, dict):
         return False
-    if isinstance(record.get("step"), int) and isinstance(record.get("data"), dict):
-        run.add(record["step"], _finite_numbers(record["data"]))
+    logged = as_record(record)
+    if logged is not None:
+        run.add(logged[0], _finite_numbers(logged[1]))
         return True
     row = _dump_row(record)
     if row is None:

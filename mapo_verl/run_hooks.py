@@ -8,12 +8,12 @@ verl's own functions.
 
 When a run is known (``MAPO_RUN_HOOKS``, default ``auto``):
 
-``auto``  verl's trainer module (``verl.trainer.ppo.ray_trainer``, which both the V1 and the legacy trainer import)
-          is imported inside the TaskRunner's ``run(config)``, the process where advantages are computed and the
-          checkpoint is read. Right after that import, the config being run is read from the importing call stack
-          (the ``config`` of ``TaskRunner.run``); ``algorithm.adv_estimator == "mapo"`` installs both features.
-          Where no config is on the stack (a launcher of your own that imports the trainer first), nothing is
-          installed: use the explicit switch below.
+``auto``  verl's V1 trainer module (``verl.trainer.ppo.v1.trainer_base``) is imported inside the TaskRunner's
+          ``run(config)``, the process where advantages are computed and the checkpoint is read. Right after that
+          import, the config being run is read from the importing call stack (the ``config`` of ``run``);
+          ``algorithm.adv_estimator == "mapo"`` installs both features. Where no config is on the stack (the
+          legacy trainer, ``trainer.use_v1=false``, or a launcher of your own that imports the trainer first),
+          nothing is installed: use one of the explicit switches below.
 ``1``     install both in every process that loads the plug-in (the switch for custom launchers).
 ``0``     never install them (the estimator itself still works; ``mapo/*`` metrics are then absent).
 
@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 ENV = "MAPO_RUN_HOOKS"
 MODES = ("auto", "1", "0")
-#: imported by verl's V1 and legacy trainers inside ``TaskRunner.run(config)``
-TRIGGER_MODULES = ("verl.trainer.ppo.ray_trainer", "verl.trainer.ppo.v1.trainer_base")
+#: imported by verl's V1 trainer inside ``TaskRunnerV1.run(config)`` (verl/trainer/main_ppo.py)
+TRIGGER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 
 _state: dict[str, Any] = {"decided": False, "installed": False}
 
@@ -119,8 +119,7 @@ def arm() -> None:
     if chosen == "1":
         install(f"{ENV}=1")
     elif chosen == "auto":
-        for name in TRIGGER_MODULES:
-            call_after_import(name, _on_trainer_import)
+        call_after_import(TRIGGER_MODULE, _on_trainer_import)
 
 
 class MapoRunHooks(CheckpointCallback):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,10 @@ from verl.trainer.ppo import core_algos
 
 from mapo_verl import metrics, run_hooks
 from mapo_verl.mixed_advantage import (
+    DEFAULTS,
     LAMBDA_ASSIGNMENTS,
     LAMBDA_FUNCTIONS,
+    MapoSettings,
     MixedAdvantageResult,
     compute_mixed_advantage,
     group_ids_from_index,
@@ -41,21 +43,8 @@ KL_IN_REWARD_ERROR = (
 )
 
 
-@dataclass(frozen=True)
-class MapoSettings:
-    """The knobs under ``algorithm.mapo`` (plus verl's ``algorithm.norm_adv_by_std_in_grpo``)."""
-
-    success_threshold: float = 1.0
-    reward_min: float = 0.0
-    lambda_fn: str = "tcr"
-    epsilon: float = 1e-6
-    norm_adv_by_std: bool = True
-    #: ``group``: each response mixed with its own group's lambda (the paper); ``permuted``: with another
-    #: group's (the control that reproduces the authors' code in effect; docs/estimator.md)
-    lambda_assignment: str = "group"
-
-
-MAPO_KEYS = ("success_threshold", "reward_min", "lambda_fn", "epsilon", "lambda_assignment")
+#: the keys of ``algorithm.mapo`` (``norm_adv_by_std`` is verl's own ``algorithm.norm_adv_by_std_in_grpo``)
+MAPO_KEYS = tuple(f.name for f in fields(MapoSettings) if f.name != "norm_adv_by_std")
 
 
 def _get(section: Any, key: str, default: Any) -> Any:
@@ -86,7 +75,7 @@ def settings_from_config(config: Any) -> MapoSettings:
             raise ValueError(
                 f"unknown key(s) algorithm.mapo.{', algorithm.mapo.'.join(unknown)}; valid keys: {', '.join(MAPO_KEYS)}"
             )
-    defaults = MapoSettings()
+    defaults = DEFAULTS
     lambda_fn = str(_get(section, "lambda_fn", defaults.lambda_fn))
     if lambda_fn not in LAMBDA_FUNCTIONS:
         raise ValueError(

@@ -12,11 +12,8 @@ Without ``-n`` the same hooks give one process the same folder and budget.
 pytest exits normally: atexit handlers (coverage, profilers, a caller's ``pytest.main()``) run as usual. At the
 end of the session the suite reports what the tests left running in this process (threads that are not daemons,
 an initialised Ray), the usual cause of a crash in interpreter teardown.
-
-One workaround remains, opted into by ``.ci/run`` alone: with ``MAPO_PYTEST_HARD_EXIT=1`` the controller ends right
-after pytest's report, with pytest's exit status, skipping the interpreter's teardown. In one of five fresh-clone
-CI runs (28 Nov 2026) the pytest process died with SIGSEGV after its summary line (618 passed) while native
-libraries were being finalised; it has not been reproduced since (docs/development.md, "Test runner exit").
+CI runs with ``PYTHONFAULTHANDLER=1``: a crash anywhere, teardown included, leaves every thread's stack in the log
+(docs/development.md, "Test runner exit").
 """
 
 from __future__ import annotations
@@ -40,7 +37,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-_EXIT_STATUS = "_mapo_exit_status"
 #: the folder the pytest processes of one run share (made by the first, inherited by pytest-xdist's workers)
 RUN_DIR_ENV = "MAPO_TEST_RUN_DIR"
 _OWNS_RUN_DIR = pytest.StashKey[Path]()
@@ -240,7 +236,6 @@ def _end_background(folder: Path) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    setattr(session.config, _EXIT_STATUS, int(exitstatus))
     left = leftovers()
     if left:
         print(f"\n[mapo-verl] left running by the tests: {'; '.join(left)}", file=sys.stderr)
@@ -267,9 +262,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     owned = config.stash.get(_OWNS_RUN_DIR, None)
     if owned is not None:
         shutil.rmtree(owned, ignore_errors=True)
-    status = getattr(config, _EXIT_STATUS, None)
-    if status is None or os.environ.get("MAPO_PYTEST_HARD_EXIT") != "1" or is_xdist_worker(config):
-        return  # a pytest-xdist worker reports to the controller, which exits last
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)

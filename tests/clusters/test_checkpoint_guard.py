@@ -109,13 +109,18 @@ def test_verl_source_still_matches() -> None:
 
 @pytest.mark.slow
 def test_verls_reader_is_guarded_where_verl_imports_it(two_steps: Path) -> None:
-    """A fresh interpreter: ``import verl`` loads the plug-in; ``find_latest_ckpt_path`` (bound by name in
-    verl's modules at their import) repairs an empty tracker before reading it. Without the guard verl raises
-    ``ValueError: invalid literal for int()``."""
+    """A fresh interpreter whose run selects mapo (the import of verl's trainer inside a function holding the run's
+    config, as ``TaskRunnerV1.run`` does): ``find_latest_ckpt_path`` (bound by name in verl's modules at their
+    import) repairs an empty tracker before reading it. Without the guard verl raises ``ValueError: invalid literal
+    for int()``."""
     _tracker(two_steps).write_text("")
     code = """
-import sys
+import importlib, sys
 import verl
+from omegaconf import OmegaConf
+def run(config):
+    importlib.import_module("verl.trainer.ppo.v1.trainer_base")
+run(OmegaConf.create({"algorithm": {"adv_estimator": "mapo"}}))
 from verl.trainer.ppo import ray_trainer
 from verl.utils.checkpoint import checkpoint_handler, checkpoint_manager
 for module in (ray_trainer, checkpoint_handler, checkpoint_manager):

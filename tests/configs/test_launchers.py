@@ -256,16 +256,21 @@ def test_slurm_cpu_only_allocation_declares_zero_gpus(tmp_path):
 
 
 def _probe() -> dict:
-    """Runs in an actor: a plain `import verl` must register mapo and hook the trainer's metrics."""
+    """Runs in an actor: a plain `import verl` registers mapo; verl's trainer imported the way TaskRunnerV1.run does
+    (with a mapo config in the importing call) gets MAPO's step metrics hook."""
     import importlib
 
     import ray
     import verl  # noqa: F401
+    from omegaconf import OmegaConf
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
 
     import mapo_verl.metrics as m
 
-    trainer = importlib.import_module(m.TRAINER_MODULE)  # imported after verl: the plugin's import hook wraps it
+    def run(config):  # as TaskRunnerV1.run(config): the trainer module is imported with the run's config in scope
+        return importlib.import_module(m.TRAINER_MODULE)
+
+    trainer = run(OmegaConf.create({"algorithm": {"adv_estimator": "mapo"}}))
     step = getattr(getattr(trainer, m.TRAINER_CLASS), m.TRAINER_METHOD)
     return {
         "node": ray.get_runtime_context().get_node_id(),

@@ -18,6 +18,9 @@ from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from mapo_verl import metrics
 
+# What a run that selects mapo does in its TaskRunner (mapo_verl.run_hooks): these tests drive verl's step directly.
+metrics.install_trainer_hook()
+
 # groups: all succeed (p=1), none succeed (p=0), half (p=1/2), and a single response
 GROUP_SCORES = [[1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 0.9, 0.0], [1.0, 0.0, 0.9, 1.0], [1.0]]
 
@@ -162,7 +165,7 @@ def test_verl_step_logs_exact_per_step_metrics_over_several_iterations():
 
 
 def test_the_hook_is_on_verl_step_and_every_trainer_mode_inherits_it():
-    """`import verl` loaded the plugin, which wrapped PPOTrainer.step when verl imported its trainer."""
+    """Installed (as in a run that selects mapo), the hook wraps PPOTrainer.step, which every trainer mode uses."""
     step = trainer_base.PPOTrainer.step
     assert getattr(step, metrics.HOOK_MARK, False), "mapo metrics hook is not installed on PPOTrainer.step"
     from verl.trainer.ppo.v1 import get_trainer_cls

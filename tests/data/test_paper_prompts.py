@@ -12,6 +12,8 @@ from data_prep import paper_prompts as pp
 
 REALDATA = realdata_dir()
 needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real records not found at {REALDATA}")
+#: Test-set sizes of the authors' files: MathVista testmini, MathVision test.
+PAPER_SET_SIZES = {"mathvista": 1000, "mathvision": 3040}
 
 
 def test_user_text_is_question_space_instruction():
@@ -24,7 +26,7 @@ def test_user_text_is_question_space_instruction():
 def test_mathvista_uses_the_official_query_and_letters():
     records = json.loads((REALDATA / "mathvista/testmini.json").read_text())
     queries = json.loads((REALDATA / "mathvista/query_testmini.json").read_text())
-    assert len(records) == pp.PAPER_SET_SIZES["mathvista"]
+    assert len(records) == PAPER_SET_SIZES["mathvista"]
     kinds = Counter()
     for pid, rec in records.items():
         item = pp.mathvista_item(rec, query=queries[pid])
@@ -42,7 +44,7 @@ def test_mathvista_uses_the_official_query_and_letters():
 @needs_realdata
 def test_mathvision_full_test_set():
     lines = (REALDATA / "mathvision/test.jsonl").read_text().splitlines()
-    assert len(lines) == pp.PAPER_SET_SIZES["mathvision"]
+    assert len(lines) == PAPER_SET_SIZES["mathvision"]
     items = [pp.mathvision_item(json.loads(line)) for line in lines]
     assert not any("<image" in it.question for it in items)
     letters_only = json.loads(lines[1])  # options A-E that are just their letters: nothing appended

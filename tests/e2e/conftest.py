@@ -60,6 +60,17 @@ def run_smoke(
     return SmokeRun(out=out, returncode=proc.returncode, console=console, records=records)
 
 
+#: verl's own per-run extension point, set to a probe that records whether verl's functions are its own
+#: (tests/e2e/hook_probe/mapo_hook_probe.py)
+HOOK_PROBE = ("trainer.checkpoint_callback_class=mapo_hook_probe.HookProbe",)
+
+
+def hook_probe_env(out: Path, name: str = "mapo") -> dict[str, str]:
+    """The environment that puts the probe on the trainer's path and its findings in ``OUT/hook_probe_NAME.json``."""
+    path = [str(Path(__file__).parent / "hook_probe"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(path), "MAPO_HOOK_PROBE_OUT": str(out / f"hook_probe_{name}.json")}
+
+
 @pytest.fixture(scope="session")
 def model_cache(test_run_dir: Path) -> Path:
     """The tiny models' cache of this run, shared by both pytest-xdist workers (a model is built in a temporary
@@ -79,7 +90,8 @@ def smoke_runner() -> Callable[..., SmokeRun]:
 def smoke_mapo(tmp_path_factory, model_cache, memory_claim) -> SmokeRun:
     """MAPO from scratch: validation, 2 training steps, a checkpoint at step 2 (verl's layout)."""
     out = tmp_path_factory.mktemp("smoke") / "run"
-    return run_smoke(out, model_cache, "--steps", "2", memory=memory_claim("hf", "smoke (mapo)"))
+    claim = memory_claim("hf", "smoke (mapo)")
+    return run_smoke(out, model_cache, "--steps", "2", *HOOK_PROBE, extra_env=hook_probe_env(out), memory=claim)
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +107,8 @@ def smoke_resumed_grpo(smoke_mapo, model_cache, memory_claim) -> SmokeRun:
         "grpo",
         "trainer.resume_mode=auto",
         "trainer.val_before_train=False",
+        *HOOK_PROBE,
+        extra_env=hook_probe_env(smoke_mapo.out, "grpo"),
         memory=memory_claim("hf", "smoke (grpo, resumed)"),
     )
 

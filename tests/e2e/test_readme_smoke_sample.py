@@ -11,6 +11,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
 
 REPO = Path(__file__).resolve().parents[2]
 _PATH = re.compile(r"(?<![\w/])(/[\w.@+-]+)+/?")
+_DATA_SOURCE = re.compile(r" \(from .*\)$")
 _NUMBER = re.compile(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?")
 
 
@@ -20,6 +21,8 @@ def shape(line: str) -> str:
     """
     if line.lstrip().startswith("mapo/"):
         return "MAPO-METRICS"
+    if line.startswith("[smoke] data: "):  # the real Geometry3K records of ../shared, or generated diagrams without it
+        return _DATA_SOURCE.sub(" (from SOURCE)", _PATH.sub("PATH", line.rstrip()))
     return _NUMBER.sub("N", _PATH.sub("PATH", line.rstrip()))
 
 

@@ -6,6 +6,7 @@ same folder resumed (``trainer.resume_mode=auto``) for a third step with the GRP
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -128,3 +129,15 @@ def test_resumes_from_the_checkpoint_and_grpo_trains(smoke_mapo, smoke_resumed_g
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
     before, after = _actor_state(ckpt / "global_step_2"), _actor_state(ckpt / "global_step_3")
     assert any(not torch.equal(before[k], after[k]) for k in before), "the GRPO step did not change the weights"
+
+
+def test_mapo_run_installs_its_hooks_and_a_grpo_run_keeps_verls_functions(smoke_mapo, smoke_resumed_grpo):
+    """With the product installed, a GRPO run's trainer step and checkpoint reader are verl's own and it logs no
+    ``mapo/*`` key; the MAPO run has both hooks (step metrics, checkpoint guard) and logs ``mapo/*``."""
+    mapo = json.loads((smoke_mapo.out / "hook_probe_mapo.json").read_text())
+    grpo = json.loads((smoke_mapo.out / "hook_probe_grpo.json").read_text())
+    assert mapo == {"adv_estimator": "mapo", "step_is_verls": False, "ckpt_reader_is_verls": False}
+    assert grpo == {"adv_estimator": "grpo", "step_is_verls": True, "ckpt_reader_is_verls": True}
+    assert all(any(k.startswith("mapo/") for k in d) for d in smoke_mapo.training_steps().values())
+    grpo_keys = {k for _, data in smoke_resumed_grpo.records for k in data}
+    assert grpo_keys and not {k for k in grpo_keys if k.startswith("mapo/")}
