@@ -76,6 +76,8 @@ class Outcome:
     last_progress: str | None = None
     #: "pid name" of the processes the command left running after it ended, which the supervisor then ended
     stragglers: list[str] = field(default_factory=list)
+    #: the launcher's job and how it ended, where a launcher ran it (``slurm job 12: COMPLETED ...``)
+    job: str = ""
 
 
 def process_tree(pid: int) -> list[int]:

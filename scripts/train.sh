@@ -43,25 +43,8 @@ fi
 #    Hand-downloaded sets (emoset, webemo, emotion6) are read from $MAPO_SOURCE_DIR/<name>
 #    (default ~/data/mapo_sources/<name>); where that is missing the preparer says what to download and where.
 if [[ -z "${SKIP_DATA_PREP:-}" ]]; then
-    NEEDED="$(cd "$ROOT" && "$PYTHON" -m data_prep.datasets_needed --config-path "$ROOT/trainer_configs" --config-name "$CONFIG" "$@")" || {
-        echo "error: cannot compose $CONFIG to find its data files" >&2
-        exit 1
-    }
-    declare -A PREPARED=()
-    while IFS=$'\t' read -r name folder file options; do
-        [[ -z "$file" || -f "$file" || -n "${PREPARED[$folder]:-}" ]] && continue
-        if [[ "$name" == "-" ]]; then
-            echo "error: $file does not exist and no data_prep module writes $folder/ (name it after a preparer)" >&2
-            exit 1
-        fi
-        echo "preparing $name ${options:+($options) }-> $folder (for $file)"
-        # shellcheck disable=SC2086  # options are words such as --prompt-style paper
-        (cd "$ROOT" && "$PYTHON" -m "data_prep.$name" --local-save-dir "$folder" $options) || {
-            echo "error: preparing $name failed (see above)" >&2
-            exit 1
-        }
-        PREPARED[$folder]=1
-    done <<< "$NEEDED"
+    (cd "$ROOT" && "$PYTHON" -m data_prep.datasets_needed --prepare --config-path "$ROOT/trainer_configs" \
+        --config-name "$CONFIG" "$@") || exit 1
 fi
 
 # 3. pre-flight: the config as main_ppo composes it, validated without GPUs

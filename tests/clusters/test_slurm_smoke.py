@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mapo_verl_cpu.fixtures import slurm_cluster as local_slurm
+from mapo_verl_cpu.fixtures import slurm_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,10 +56,10 @@ def ray_processes_of(conf: Path) -> dict[str, tuple[str, str]]:
 @pytest.fixture(scope="module")
 def slurm():
     try:
-        local_slurm.ensure_installed()
-    except local_slurm.LocalSlurmError as err:
+        slurm_cluster.ensure_installed()
+    except slurm_cluster.SlurmClusterError as err:
         pytest.skip(str(err))
-    with local_slurm.running(nodes=2) as cluster:  # its own folder under /tmp, removed after
+    with slurm_cluster.running(nodes=2) as cluster:  # its own folder under /tmp, removed after
         yield cluster
 
 

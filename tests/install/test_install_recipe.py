@@ -6,6 +6,7 @@ venv as far as a CPU machine allows (everything resolved and installed; flash-at
 
 from __future__ import annotations
 
+import json
 import importlib.metadata as metadata
 import re
 import subprocess
@@ -107,3 +108,27 @@ def test_the_gpu_recipe_installs_in_a_fresh_venv(gpu_recipe_install):
     assert len(fails) == 2, out
     assert fails[0].startswith("[FAIL] CUDA: no GPU visible (torch is built for CUDA")
     assert fails[1].startswith("[FAIL] flash-attn's CUDA kernels (flash_attn_2_cuda) do not load")
+    # What a GPU node installs is the product alone: no CPU harness (its backend, tiny models, runners, the local
+    # Slurm), and verl loads one plug-in there, `mapo`.
+    probe = """
+import importlib.metadata as m, importlib.util as u, json, pathlib, mapo_verl
+print(json.dumps({
+    "plugins": sorted(e.name for e in m.entry_points(group="verl.plugins")),
+    "commands": sorted(e.name for e in m.entry_points(group="mapo_verl.commands")),
+    "harness": u.find_spec("mapo_verl_cpu") is not None,
+    "modules": sorted(p.name for p in pathlib.Path(mapo_verl.__file__).parent.rglob("*.py")),
+}))
+"""
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=300, cwd=venv
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    installed = json.loads(found.stdout.strip().splitlines()[-1])
+    assert installed["plugins"] == ["mapo"], installed
+    assert installed["commands"] == [] and installed["harness"] is False, installed
+    harness_only = {"tiny_model.py", "hf_rollout.py", "platform.py", "slurm_cluster.py", "smoke.py", "compare.py"}
+    assert not harness_only & set(installed["modules"]), installed["modules"]
+    smoke = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "mapo_verl", "smoke"], capture_output=True, text=True, timeout=300
+    )
+    assert smoke.returncode == 2 and "pip install -e cpu/" in smoke.stderr, smoke.stderr

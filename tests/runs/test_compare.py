@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import types
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from mapo_verl_cpu.experiments import compare
+from mapo_verl_cpu.runners.spec import CONFIG_DIR
 
 from data_prep import shapes
 from mapo_verl.cli import main as cli_main
+from mapo_verl.compose import ComposeError
+from mapo_verl.mixed_advantage import MapoSettings, compute_mixed_advantage, group_ids_from_index
 from reward_fns.router import compute_score
 
 
@@ -61,8 +68,9 @@ def test_interval_uses_student_t() -> None:
 def test_steps_to_target_and_lambda() -> None:
     assert compare.steps_to_target([[0, 0.1], [4, 0.6], [8, 0.7]], 0.5) == 4
     assert compare.steps_to_target([[0, 0.1]], 0.5) is None
-    assert compare.lambdas([0.5, 0.0, 0.25, 1.0]) == pytest.approx([0.0, 1.0, 0.25, 1.0])
-    assert compare.mean_lambda([0.0, 0.5]) == pytest.approx(0.5)
+    assert compare.lambdas([0.5, 0.0, 0.25, 1.0], "tcr") == pytest.approx([0.0, 1.0, 0.25, 1.0])
+    assert compare.lambdas([0.5, 0.0, 0.25, 1.0], "linear") == pytest.approx([0.0, 1.0, 0.5, 1.0])
+    assert compare.average(compare.lambdas([0.0, 0.5], "tcr")) == pytest.approx(0.5)
 
 
 def test_reads_runs_and_writes_summary_table(tmp_path: Path) -> None:
@@ -95,6 +103,85 @@ def test_reads_runs_and_writes_summary_table(tmp_path: Path) -> None:
     assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
+#: two groups of four scores: p = 1/4 and 0 at MAPO's default threshold 1.0, p = 1/2 and 3/4 at 0.5
+MIXED_SCORES = [[1.0, 0.6, 0.2, 0.0], [0.5, 0.5, 0.5, 0.4]]
+
+
+def test_certainty_follows_each_runs_mapo_settings(tmp_path: Path) -> None:
+    val = [(0, 0.1), (1, 0.2)]
+    for est in ("mapo", "grpo"):
+        _write_run(tmp_path / "runs" / f"{est}-s1", val, {1: MIXED_SCORES})
+    half_linear = MapoSettings(success_threshold=0.5, lambda_fn="linear")
+    mapo = compare.read_run(tmp_path / "runs" / "mapo-s1", half_linear)
+    assert mapo["p"] == {1: [0.5, 0.75]} and mapo["lambdas"][1] == pytest.approx([0.0, 0.5])  # |2p - 1|
+    # the estimator's own p and lambda(p) for these scores at these settings
+    flat = torch.tensor([s for group in MIXED_SCORES for s in group], dtype=torch.float64)
+    ids = group_ids_from_index([g for g, group in enumerate(MIXED_SCORES) for _ in group])
+    trained = compute_mixed_advantage(flat, ids, success_threshold=0.5, lambda_fn="linear")
+    assert mapo["p"][1] == pytest.approx(trained.success_ratio[::4].tolist())
+    assert mapo["lambdas"][1] == pytest.approx(trained.certainty_weight[::4].tolist())
+    # without settings: the settings dataclass's defaults (threshold 1.0, tcr), as a run that sets none
+    grpo = compare.read_run(tmp_path / "runs" / "grpo-s1")
+    assert grpo == compare.read_run(tmp_path / "runs" / "grpo-s1", MapoSettings())
+    assert grpo["p"] == {1: [0.25, 0.0]} and grpo["lambdas"][1] == pytest.approx([0.25, 1.0])  # 1 - 4p(1 - p)
+    runs = [
+        {"estimator": est, "seed": 1, "metrics": f"runs/{est}-s1/metrics.jsonl", "returncode": 0, "seconds": 1, **r}
+        for est, r in (("mapo", mapo), ("grpo", grpo))
+    ]
+    summary = compare.write_outputs(tmp_path, _settings(seeds=(1,)), runs)
+    table = (tmp_path / "table.md").read_text().splitlines()
+    head = (
+        "| step | mapo: p hist 0/0.25/0.5/0.75 | mapo: mean lambda | grpo: p hist 0/0.25/0.5/0.75 | grpo: mean lambda |"
+    )
+    assert head in table
+    assert "| 1 | 0.00 0.00 0.50 0.50 | 0.250 | 0.50 0.50 0.00 0.00 | 0.625 |" in table
+    # summary.json keeps its format
+    keys = {"estimator", "seed", "steps", "metrics", "val_acc", "kinds", "returncode", "seconds"}
+    assert all(r.keys() == keys for r in summary["runs"])
+
+
+def test_mapo_settings_compose_each_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run's config composed as main_ppo composes it (config dir, name, overrides), once; settings_from_config
+    reads it; the defaults where it refuses (KL in the reward) or nothing composes. (Fakes: no Hydra, no verl.)"""
+    composed = []
+
+    def fake_compose(config_path: str, config_name: str, overrides) -> dict:
+        overrides = tuple(overrides)
+        composed.append((config_path, config_name, overrides))
+        if config_name == "broken":
+            raise ComposeError("cannot compose broken")
+        mapo = dict(o.removeprefix("algorithm.mapo.").split("=") for o in overrides if o.startswith("algorithm.mapo."))
+        return {"algorithm": {"use_kl_in_reward": "algorithm.use_kl_in_reward=true" in overrides, "mapo": mapo}}
+
+    def settings_from_config(algorithm: dict) -> MapoSettings:
+        if algorithm["use_kl_in_reward"]:
+            raise ValueError("KL in the reward")
+        mapo = algorithm["mapo"]
+        return MapoSettings(success_threshold=float(mapo.get("success_threshold", 1.0)), lambda_fn=mapo["lambda_fn"])
+
+    plugin = types.ModuleType("mapo_verl.verl_plugin")
+    plugin.settings_from_config = settings_from_config
+    monkeypatch.setitem(sys.modules, "mapo_verl.verl_plugin", plugin)
+    monkeypatch.setattr("mapo_verl.compose.compose", fake_compose)
+    compare._mapo_settings.cache_clear()
+    try:
+        mine = ("algorithm.mapo.success_threshold=0.5", "algorithm.mapo.lambda_fn=linear")
+
+        def spec(seed: int, *overrides: str, config: str = compare.Settings.config):
+            settings = _settings(overrides=(*mine, *overrides), config=config)
+            return compare.run_spec(settings, "mapo", seed, tmp_path / f"s{seed}", tmp_path / "m", tmp_path / "d")
+
+        first = spec(1)
+        assert compare.mapo_settings(first) == MapoSettings(success_threshold=0.5, lambda_fn="linear")
+        assert compare.mapo_settings(first) == compare.mapo_settings(spec(1))
+        assert composed == [(str(CONFIG_DIR), first.config_name, first.overrides)]  # once, as main_ppo's
+        assert compare.mapo_settings(spec(2)).lambda_fn == "linear" and len(composed) == 2
+        assert compare.mapo_settings(spec(3, "algorithm.use_kl_in_reward=true")) == MapoSettings()
+        assert compare.mapo_settings(spec(4, config="broken")) == MapoSettings()
+    finally:
+        compare._mapo_settings.cache_clear()
+
+
 def test_missing_log_reads_as_empty_run(tmp_path: Path) -> None:
     result = compare.read_run(tmp_path / "absent")
     assert result["val_acc"] == [] and result["steps"] == 0
@@ -114,6 +201,57 @@ def test_settings_quick_defaults_and_errors() -> None:
     with pytest.raises(ValueError, match="--mini-batch must divide --prompts"):
         compare.settings_of(_args("--prompts", "16", "--mini-batch", "5"))
     assert cli_main(["compare", "--out", "x", "--steps", "0"]) == 2
+    assert compare.main(["--out", "x", "--jobs", "0"]) == 2
+
+
+def test_parser_and_quick_preset_come_from_one_declaration() -> None:
+    parser = compare.build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    knobs = [*fields(compare.Invocation), *fields(compare.Settings)]
+    assert set(actions) == {k.name for k in knobs} | {"help", "quick"}  # every field has its flag, nothing else
+    for knob in knobs:  # the flag is the field's name with dashes (the positional: the overrides)
+        flag = knob.name.replace("_", "-")
+        assert actions[knob.name].option_strings == ([] if knob.name == "overrides" else [f"--{flag}"])
+        assert knob.metadata["help"] in actions[knob.name].help
+    old_flags = "out estimators seeds steps test-freq quick backend config prompts n mini-batch lr warm-steps target"
+    assert {f"--{f}" for f in (*old_flags.split(), "cache-dir", "timeout", "jobs")} <= set(
+        parser._option_string_actions
+    )
+    # no flag: the fields' defaults, which are the declared command-line defaults through each knob's converter
+    defaults = compare.settings_of(_args())
+    assert defaults == compare.Settings()
+    for knob in fields(compare.Settings):
+        text = knob.metadata["default"]
+        if knob.name != "overrides":  # each flag given its declared default changes nothing
+            assert compare.settings_of(_args(f"--{knob.name.replace('_', '-')}", str(text))) == defaults
+    assert (defaults.estimators, defaults.seeds) == (("mapo", "grpo"), (1, 2))
+    # --quick: exactly the preset (the knobs marked quick), as if each of its flags were given
+    assert compare.QUICK == {"estimators": "mapo,grpo", "seeds": 2, "steps": 10, "test_freq": 5}
+    assert {k.name: k.metadata["default"] for k in fields(compare.Settings) if k.metadata["quick"]} == compare.QUICK
+    spelled = [a for name, value in compare.QUICK.items() for a in (f"--{name.replace('_', '-')}", str(value))]
+    quick = compare.settings_of(_args("--quick"))
+    assert quick == compare.settings_of(_args(*spelled)) == defaults
+    # given flags win over the preset; --test-freq left out stays within --steps
+    s = compare.settings_of(_args("--quick", "--steps", "3", "--seeds", "1", "--estimators", "grpo"))
+    assert (s.estimators, s.seeds, s.steps, s.test_freq) == (("grpo",), (1,), 3, 3)
+    assert compare.settings_of(_args("--estimators", "")).estimators == ("mapo", "grpo")  # empty: left out
+    every = compare.settings_of(
+        _args(
+            *("--backend", "gpu", "--config", "c", "--prompts", "4", "--n", "2", "--mini-batch", "2", "--lr", "0.5"),
+            *("--train-size", "9", "--test-size", "3", "--warm-steps", "1", "--target", "0.9", "--test-freq", "7"),
+            "a.b=1",
+        )
+    )
+    assert every == compare.Settings(
+        backend="gpu", config="c", prompts=4, n=2, mini_batch=2, lr=0.5, train_size=9, test_size=3, warm_steps=1,
+        target=0.9, test_freq=7, overrides=("a.b=1",),
+    )  # fmt: skip
+    run = compare.invocation_of(_args("--cache-dir", "d", "--timeout", "5", "--jobs", "3"), "cpu")
+    assert run == compare.Invocation(out="x", cache_dir="d", timeout=5.0, jobs=3)
+    assert [compare.invocation_of(_args(), b).jobs for b in ("cpu", "gpu")] == [
+        compare.JOBS["cpu"],
+        compare.JOBS["gpu"],
+    ]
 
 
 def test_run_specs_share_seeds_and_pass_user_overrides(tmp_path: Path) -> None:

@@ -9,13 +9,17 @@ tool's readers (:mod:`mapo_verl.report`) and writes, atomically:
   (``metrics`` relative to ``DIR``), plus the settings and the aggregate table;
 * ``DIR/table.md``: per estimator the held-out accuracy at the start and at the end (mean and 95% t-interval over
   seeds), the rise, and the steps to reach ``--target``; then per-step certainty side by side (the share of groups
-  at each success ratio p, and the mean lambda(p) = 1 - 4p(1 - p) over groups, from the rollout dumps);
+  at each success ratio p, and the mean lambda(p) over groups, from the rollout dumps), p and lambda(p) by each
+  run's own ``algorithm.mapo.success_threshold`` and ``lambda_fn`` (its config composed as its ``main_ppo`` does);
 * ``DIR/curves.png`` (the ``plots`` extra): the curves, mean over seeds with a 95% band.
 
 CPU (``--backend cpu``, the default): the shipped config shrunk to the tiny model, on the learnable ``shapes`` task
 (``python -m data_prep.shapes``), warm-started on the answer format with random answers. GPU clusters
 (``--backend gpu``): ``--config NAME`` and the trailing Hydra overrides go to every run unchanged, plus the
 estimator, the seeds, the step count and the logging.
+
+Each knob is declared once, as a field of :class:`Settings` or :class:`Invocation` (:func:`option`: its default,
+help and flag); the command line and the ``--quick`` preset (:data:`QUICK`) are built from those declarations.
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec
-from mapo_verl_cpu.runners.local import run_local
+from mapo_verl_cpu.runners import Placement
+from mapo_verl_cpu.runners import run as run_with
 from mapo_verl_cpu.runners.rollouts import ROLLOUTS, cpu_run_spec
 from mapo_verl_cpu.runners.spec import (
     CONFIG_DIR,
@@ -47,36 +54,100 @@ from mapo_verl_cpu.runners.spec import (
 
 from mapo_verl.atomic_io import write_text
 from mapo_verl.supervise import ending_trees_on_sigterm
+from mapo_verl.verl_log import METRICS_FILE, TRAINING_STEP_KEY
 
-#: ``--quick``: both estimators, 2 seeds each, two runs at a time: 593 s measured on 2 CPU cores (docs/learning.md).
-QUICK = {"estimators": "mapo,grpo", "seeds": 2, "steps": 10, "test_freq": 5}
-SUCCESS = 1.0  # the shipped configs' algorithm.mapo.success_threshold
+if TYPE_CHECKING:
+    from mapo_verl.mixed_advantage import MapoSettings
 
 
 def log(msg: str) -> None:
     print(f"[compare] {msg}", flush=True)
 
 
+# ------------------------------------------------------------------------------------------------ the knobs
+def option(
+    default: Any = MISSING,
+    *,
+    help_text: str,
+    cli: Callable[[Any], Any] | None = None,
+    quick: bool = False,
+    **argparse_kw: Any,
+) -> Any:
+    """One knob, declared once, as a dataclass field: ``default`` as the command line spells it (the field's own
+    default is ``cli(default)``), the help text, ``cli`` (the flag's value -> the field's; None from it means the
+    flag was left out), ``quick`` (``--quick``'s preset holds this knob at its default) and argparse's own keywords
+    (``type`` where the default does not tell it, ``choices``, ``required``, ``nargs``). The flag is the field's name
+    with dashes (``test_freq``: ``--test-freq``); a field with ``nargs`` is the positional argument."""
+    metadata = {"help": help_text, "cli": cli, "quick": quick, "argparse": argparse_kw, "default": default}
+    if default is MISSING:
+        return field(metadata=metadata)
+    return field(default=cli(default) if cli is not None and default is not None else default, metadata=metadata)
+
+
+def _names(text: str) -> tuple[str, ...] | None:
+    """``mapo,grpo`` -> ``("mapo", "grpo")``; an empty flag is a flag left out."""
+    return tuple(name for name in text.split(",") if name) if text else None
+
+
+def _first_seeds(count: int) -> tuple[int, ...]:
+    """K -> seeds 1..K."""
+    return tuple(range(1, count + 1))
+
+
+#: runs at a time when ``--jobs`` is left out, per backend
+JOBS = {"cpu": 2, "gpu": 1}
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What every run of one comparison shares."""
+    """What every run of one comparison shares (in ``summary.json``); each field is one knob (:func:`option`)."""
 
-    estimators: tuple[str, ...]
-    seeds: tuple[int, ...]
-    steps: int
-    test_freq: int
-    backend: str = "cpu"
-    config: str = DEFAULT_CONFIG
-    prompts: int = 16
-    n: int = 8
+    estimators: tuple[str, ...] = option(
+        "mapo,grpo", help_text="comma-separated adv_estimator names", cli=_names, quick=True
+    )
+    seeds: tuple[int, ...] = option(
+        2, help_text="seeds per estimator, 1..K, the same for all", cli=_first_seeds, quick=True
+    )
+    steps: int = option(10, help_text="training steps per run", quick=True)
+    #: left out, it is at most ``steps`` (:func:`settings_of`): every run validates at least once after training
+    test_freq: int = option(5, help_text="validate every N steps; left out, at most --steps", quick=True)
+    backend: str = option(
+        "cpu", help_text="cpu: tiny model on the shapes task; gpu: the config as it is", choices=tuple(JOBS)
+    )
+    config: str = option(DEFAULT_CONFIG, help_text="shipped training config")
+    prompts: int = option(16, help_text="cpu: prompts per step")
+    n: int = option(8, help_text="cpu: responses per prompt")
     #: prompts per PPO update (``actor.ppo_mini_batch_size``): 8 of 16 = two updates a step, as PPO does
-    mini_batch: int = 8
-    lr: float = 1e-3
-    train_size: int = 512
-    test_size: int = 64
-    warm_steps: int = 300
-    target: float = 0.5
-    overrides: tuple[str, ...] = ()
+    mini_batch: int = option(8, help_text="cpu: prompts per PPO update, a divisor of --prompts (8 of 16: two a step)")
+    lr: float = option(1e-3, help_text="cpu: actor learning rate, every estimator")
+    train_size: int = option(512, help_text="cpu: shapes training prompts (python -m data_prep.shapes)")
+    test_size: int = option(64, help_text="cpu: shapes held-out prompts")
+    warm_steps: int = option(300, help_text="cpu: steps of the answer-format warm start")
+    target: float = option(0.5, help_text="held-out accuracy for 'steps to target'")
+    overrides: tuple[str, ...] = option(
+        (), help_text="Hydra overrides passed to every main_ppo run", cli=tuple, nargs="*"
+    )
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How one ``compare`` runs, beside its :class:`Settings` (not in ``summary.json``); each field is one knob."""
+
+    out: str = option(help_text="output folder", required=True)
+    cache_dir: str | None = option(None, type=str, help_text="cpu: where the tiny model is cached (~/.cache/mapo-verl)")
+    timeout: float | None = option(None, type=float, help_text="seconds per run before its process tree ends")
+    jobs: int | None = option(
+        None,
+        type=int,
+        help_text="runs at a time, each with its own private Ray ("
+        + "; ".join(f"{backend}: {jobs}" for backend, jobs in JOBS.items())
+        + ")",
+    )
+
+
+#: ``--quick``: the knobs marked ``quick`` at their defaults, as the command line spells them (both estimators,
+#: 2 seeds each, two runs at a time): 593 s measured on 2 CPU cores (docs/learning.md)
+QUICK: Mapping[str, Any] = {f.name: f.metadata["default"] for f in fields(Settings) if f.metadata["quick"]}
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -100,35 +171,45 @@ def steps_to_target(val_acc: Sequence[Sequence[float]], target: float) -> int | 
     return next((int(step) for step, acc in val_acc if acc >= target), None)
 
 
-def group_success(dump: Path) -> list[float]:
-    """Success ratio p of every prompt group in one verl rollout dump (``uid`` = ``<group>_<rollout>_<output>``)."""
+def group_success(dump: Path, success_threshold: float) -> list[float]:
+    """Success ratio p of every prompt group in one verl rollout dump (``uid`` = ``<group>_<rollout>_<output>``): the
+    share of its scores that MAPO counts as a success at ``success_threshold`` (:func:`~mapo_verl.mixed_advantage.
+    is_success`, the estimator's own rule)."""
+    import torch
+
+    from mapo_verl.mixed_advantage import is_success
+
     groups: dict[str, list[float]] = {}
     for line in dump.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
             groups.setdefault(str(row["uid"]).rsplit("_", 2)[0], []).append(float(row["score"]))
-    return [sum(s >= SUCCESS for s in scores) / len(scores) for scores in groups.values()]
+    return [
+        int(is_success(torch.tensor(scores, dtype=torch.float64), success_threshold).sum()) / len(scores)
+        for scores in groups.values()
+    ]
 
 
-def certainty(rollout_dir: Path) -> dict[int, list[float]]:
+def certainty(rollout_dir: Path, success_threshold: float) -> dict[int, list[float]]:
     """step -> the success ratio p of each group, from ``<step>.jsonl`` dumps (empty when there are none)."""
     if not rollout_dir.is_dir():
         return {}
-    return {int(f.stem): group_success(f) for f in rollout_dir.glob("*.jsonl") if f.stem.isdigit()}
+    return {int(f.stem): group_success(f, success_threshold) for f in rollout_dir.glob("*.jsonl") if f.stem.isdigit()}
 
 
-def lambdas(ps: Sequence[float]) -> list[float]:
-    """MAPO's certainty weight lambda(p) = 1 - 4p(1 - p) of each success ratio (the estimator's own ``tcr``)."""
+def lambdas(ps: Sequence[float], lambda_fn: str) -> list[float]:
+    """MAPO's certainty weight lambda(p) of each success ratio, with the run's ``algorithm.mapo.lambda_fn``
+    (:func:`~mapo_verl.mixed_advantage.trajectory_certainty_weight`; ``tcr``: 1 - 4p(1 - p))."""
     import torch
 
     from mapo_verl.mixed_advantage import trajectory_certainty_weight
 
-    return trajectory_certainty_weight(torch.tensor(list(ps), dtype=torch.float64)).tolist()
+    return trajectory_certainty_weight(torch.tensor(list(ps), dtype=torch.float64), lambda_fn).tolist()
 
 
-def mean_lambda(ps: Sequence[float]) -> float:
-    """Mean lambda(p) over groups."""
-    return sum(lambdas(ps)) / len(ps)
+def average(values: Sequence[float]) -> float:
+    """The plain mean (of lambda(p) over groups)."""
+    return sum(values) / len(values)
 
 
 def question_kind(prompt: str) -> str:
@@ -157,29 +238,66 @@ def kind_accuracy(validation_dir: Path) -> dict[str, list[list[float]]]:
 
 
 # --------------------------------------------------------------------------------------------- reading runs
-def read_run(run_dir: Path) -> dict:
+_COMPOSING = threading.Lock()  # Hydra's global state: one composition at a time
+
+
+@cache
+def _mapo_settings(config_dir: str, config_name: str, overrides: tuple[str, ...]) -> MapoSettings:
+    from mapo_verl.compose import ComposeError, compose
+    from mapo_verl.mixed_advantage import MapoSettings
+
+    try:
+        algorithm = compose(config_dir, config_name, overrides).get("algorithm")
+    except ComposeError as err:
+        # main_ppo cannot compose it either: the run writes no rollout dumps, whatever the settings read here
+        log(f"MAPO settings: {err}; p and lambda(p) with the defaults")
+        return MapoSettings()
+    from mapo_verl.verl_plugin import settings_from_config
+
+    try:
+        return settings_from_config(algorithm)
+    except ValueError as err:
+        # Where MAPO's own reading of the config does not apply (e.g. algorithm.use_kl_in_reward=true, which a
+        # grpo run may set and a mapo run refuses), the run has no MAPO settings: its p and lambda(p) follow the
+        # defaults of the settings dataclass, MapoSettings(), and the log says so.
+        log(f"MAPO settings of {config_name} (+{len(overrides)} overrides): {err}; p and lambda(p) with the defaults")
+        return MapoSettings()
+
+
+def mapo_settings(spec: RunSpec) -> MapoSettings:
+    """MAPO's settings of one run (``algorithm.mapo.success_threshold``, ``lambda_fn``, ...), read from its config
+    composed exactly as its ``main_ppo`` composes it (:func:`mapo_verl.compose.compose` with the spec's config and
+    overrides; once per config and overrides)."""
+    with _COMPOSING:
+        return _mapo_settings(str(spec.config_dir), spec.config_name, tuple(spec.overrides))
+
+
+def read_run(run_dir: Path, mapo: MapoSettings | None = None) -> dict:
     """One run's validation accuracy per step (mean over its validation sets) and training steps, via the report
-    tool's readers, and its per-step success ratios."""
+    tool's readers, and per step each group's success ratio p (``p``) and lambda(p) (``lambdas``) by the run's own
+    MAPO settings ``mapo`` (:func:`mapo_settings`; None: the settings dataclass's defaults, ``MapoSettings()``)."""
+    from mapo_verl.mixed_advantage import MapoSettings
     from mapo_verl.report import ReportError, load_run, validation_accuracy
 
-    metrics = run_dir / "metrics.jsonl"
+    mapo = MapoSettings() if mapo is None else mapo
     try:
-        run = load_run(str(metrics))
+        run = load_run(str(run_dir / METRICS_FILE))
     except ReportError:
-        return {"steps": 0, "val_acc": [], "score": [], "lambda": [], "p": {}, "kinds": {}}
+        return {"steps": 0, "val_acc": [], "score": [], "lambda": [], "p": {}, "lambdas": {}, "kinds": {}}
     val_acc = []
     for step in sorted(run.steps):
         per_set = validation_accuracy(run, step=str(step))
         if per_set:
             val_acc.append([step, sum(per_set.values()) / len(per_set)])
-    trained = [s for s, d in run.steps.items() if "actor/pg_loss" in d]
-    p = {step: ps for step, ps in sorted(certainty(run_dir / "rollouts").items())}
+    trained = [s for s, d in run.steps.items() if TRAINING_STEP_KEY in d]
+    p = dict(sorted(certainty(run_dir / "rollouts", mapo.success_threshold).items()))
     return {
         "steps": max(trained, default=0),
         "val_acc": val_acc,
         "score": run.series("critic/score/mean"),
         "lambda": run.series("mapo/lambda_mean"),
         "p": p,
+        "lambdas": {step: lambdas(ps, mapo.lambda_fn) for step, ps in p.items()},
         "kinds": kind_accuracy(run_dir / "validation"),
     }
 
@@ -242,7 +360,8 @@ def render_kinds(runs: Sequence[dict]) -> str:
 
 
 def render_certainty(runs: Sequence[dict]) -> str:
-    """Per training step, per estimator (pooled over seeds): the share of groups at each p, and mean lambda(p)."""
+    """Per training step, per estimator (pooled over seeds): the share of groups at each p, and mean lambda(p) (each
+    run's p and lambda(p) by its own MAPO settings, :func:`read_run`)."""
     estimators = list(dict.fromkeys(r["estimator"] for r in runs))
     levels = sorted({p for r in runs for ps in r["p"].values() for p in ps})
     if not levels:
@@ -260,7 +379,8 @@ def render_certainty(runs: Sequence[dict]) -> str:
                 cells += ["", ""]
                 continue
             cells.append(" ".join(f"{sum(p == v for p in ps) / len(ps):.2f}" for v in levels))
-            cells.append(f"{mean_lambda(ps):.3f}")
+            lams = [lam for r in runs if r["estimator"] == est for lam in r["lambdas"].get(step, [])]
+            cells.append(f"{average(lams):.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -292,7 +412,7 @@ def plot(runs: Sequence[dict], path: Path) -> bool:
     panels = (
         ("held-out accuracy", lambda r: r["val_acc"]),
         ("training score (mean)", lambda r: r["score"]),
-        ("mean lambda(p) over groups", lambda r: [[s, mean_lambda(ps)] for s, ps in r["p"].items() if ps]),
+        ("mean lambda(p) over groups", lambda r: [[s, average(lams)] for s, lams in r["lambdas"].items() if lams]),
         (
             "groups with 0 < p < 1",
             lambda r: [[s, sum(0 < p < 1 for p in ps) / len(ps)] for s, ps in r["p"].items() if ps],
@@ -400,7 +520,7 @@ def run_spec(
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
     ]
     if settings.backend == "gpu":
-        env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl")}
+        env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(run_dir / METRICS_FILE)}
         spec = RunSpec(out=run_dir, overrides=tuple(common), steps=settings.steps, config_name=settings.config, env=env)
         return spec.with_overrides(settings.overrides)
     assert model_dir is not None and data_dir is not None
@@ -427,88 +547,93 @@ def run_spec(
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def _add_option(parser: argparse.ArgumentParser, knob: Field) -> None:
+    """The flag (or the positional argument) of one :func:`option`; left out, it parses as None (the default)."""
+    meta = knob.metadata
+    kw = dict(meta["argparse"])
+    text = meta["help"]
+    if meta["default"] not in (MISSING, None, ()):
+        kw.setdefault("type", type(meta["default"]))
+        text += f" ({meta['default']})"
+    if "nargs" in kw:
+        parser.add_argument(knob.name, default=None, help=text, **kw)
+    else:
+        parser.add_argument("--" + knob.name.replace("_", "-"), default=None, help=text, **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line, built from the knobs of :class:`Invocation` and :class:`Settings` and the :data:`QUICK`
+    preset."""
     parser = argparse.ArgumentParser(
         prog="python -m mapo_verl compare",
         description=__doc__.splitlines()[0],
         epilog="Trailing key=value arguments are Hydra overrides for every run.",
     )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--estimators", default=None, help="comma-separated adv_estimator names (mapo,grpo)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per estimator, 1..K, the same for all (2)")
-    parser.add_argument("--steps", type=int, default=None, help=f"training steps per run ({QUICK['steps']})")
-    parser.add_argument("--test-freq", type=int, default=None, help=f"validate every N steps ({QUICK['test_freq']})")
-    parser.add_argument("--quick", action="store_true", help="mapo and grpo, 2 seeds, the CPU defaults (~10 min)")
-    parser.add_argument(
-        "--backend",
-        choices=("cpu", "gpu"),
-        default="cpu",
-        help="cpu: tiny model on the shapes task (default); gpu: the config as it is",
-    )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"shipped training config ({DEFAULT_CONFIG})")
-    parser.add_argument("--prompts", type=int, default=Settings.prompts, help="cpu: prompts per step (16)")
-    parser.add_argument("--n", type=int, default=Settings.n, help="cpu: responses per prompt (8)")
-    parser.add_argument(
-        "--mini-batch", type=int, default=Settings.mini_batch, help="cpu: prompts per PPO update (8: two a step)"
-    )
-    parser.add_argument("--lr", type=float, default=1e-3, help="cpu: actor learning rate, every estimator (1e-3)")
-    parser.add_argument("--warm-steps", type=int, default=Settings.warm_steps, help="cpu: format warm start (300)")
-    parser.add_argument("--target", type=float, default=0.5, help="held-out accuracy for 'steps to target' (0.5)")
-    parser.add_argument("--cache-dir", default=None, help="cpu: where the tiny model is cached (~/.cache/mapo-verl)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per run before its process tree ends")
-    parser.add_argument(
-        "--jobs", type=int, default=None, help="runs at a time, each with its own private Ray (cpu: 2; gpu: 1)"
-    )
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every main_ppo run")
+    preset = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in QUICK.items())
+    parser.add_argument("--quick", action="store_true", help=f"the CPU preset, also the defaults: {preset} (~10 min)")
+    for knob in (*fields(Invocation), *fields(Settings)):
+        _add_option(parser, knob)
     return parser
 
 
+def _given(args: argparse.Namespace, knobs: Sequence[Field]) -> dict[str, Any]:
+    """The knobs the command line gives, as field values (each flag's value through its ``cli``)."""
+    values = {}
+    for knob in knobs:
+        raw = getattr(args, knob.name, None)
+        convert = knob.metadata["cli"]
+        value = raw if raw is None or convert is None else convert(raw)
+        if value is not None:
+            values[knob.name] = value
+    return values
+
+
 def settings_of(args: argparse.Namespace) -> Settings:
-    """The settings from the arguments (``--quick`` fills what is not given); ValueError naming a bad one."""
-    estimators = tuple(e for e in (args.estimators or QUICK["estimators"]).split(",") if e)
-    seeds = QUICK["seeds"] if args.seeds is None else args.seeds
-    steps = QUICK["steps"] if args.steps is None else args.steps
-    test_freq = min(QUICK["test_freq"], max(steps, 1)) if args.test_freq is None else args.test_freq
-    if not estimators or seeds < 1 or steps < 1 or test_freq < 1 or args.prompts < 1 or args.n < 2:
+    """The settings from the arguments (``--quick`` fills what is not given with :data:`QUICK`, the rest takes the
+    fields' defaults); ValueError naming a bad one."""
+    knobs = fields(Settings)
+    given = _given(args, knobs)
+    if args.quick:
+        preset = _given(argparse.Namespace(**QUICK), [k for k in knobs if k.name in QUICK])
+        given = {**preset, **given}
+    settings = Settings(**given)
+    if args.test_freq is None:  # left out: at most the step count, so that every run validates after training
+        settings = replace(settings, test_freq=min(settings.test_freq, max(settings.steps, 1)))
+    s = settings
+    if not s.estimators or not s.seeds or s.steps < 1 or s.test_freq < 1 or s.prompts < 1 or s.n < 2:
         raise ValueError("--estimators must name one, --seeds/--steps/--test-freq/--prompts >= 1, --n >= 2")
-    if args.mini_batch < 1 or args.prompts % args.mini_batch:
-        raise ValueError(f"--mini-batch must divide --prompts ({args.prompts}), got {args.mini_batch}")
-    bad = bad_overrides(args.overrides)
+    if s.mini_batch < 1 or s.prompts % s.mini_batch:
+        raise ValueError(f"--mini-batch must divide --prompts ({s.prompts}), got {s.mini_batch}")
+    if s.train_size < 1 or s.test_size < 1:
+        raise ValueError("--train-size/--test-size must be >= 1")
+    bad = bad_overrides(s.overrides)
     if bad:
         raise ValueError(f"not a Hydra override (key=value): {' '.join(bad)}")
-    if not (CONFIG_DIR / f"{args.config}.yaml").is_file() and args.backend == "cpu":
-        raise ValueError(f"--config: {CONFIG_DIR / args.config}.yaml not found")
-    return Settings(
-        estimators=estimators,
-        seeds=tuple(range(1, seeds + 1)),
-        steps=steps,
-        test_freq=test_freq,
-        backend=args.backend,
-        config=args.config,
-        prompts=args.prompts,
-        n=args.n,
-        mini_batch=args.mini_batch,
-        lr=args.lr,
-        warm_steps=args.warm_steps,
-        target=args.target,
-        overrides=tuple(args.overrides),
-    )
+    if not (CONFIG_DIR / f"{s.config}.yaml").is_file() and s.backend == "cpu":
+        raise ValueError(f"--config: {CONFIG_DIR / s.config}.yaml not found")
+    return settings
+
+
+def invocation_of(args: argparse.Namespace, backend: str) -> Invocation:
+    """How this invocation runs, ``--jobs`` left out: :data:`JOBS` of ``backend``; ValueError on a bad one."""
+    invocation = Invocation(**_given(args, fields(Invocation)))
+    if invocation.jobs is None:
+        invocation = replace(invocation, jobs=JOBS[backend])
+    if invocation.jobs < 1:
+        raise ValueError("--jobs must be >= 1")
+    return invocation
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_of(args)
+        invocation = invocation_of(args, settings.backend)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.jobs is None:
-        args.jobs = 2 if settings.backend == "cpu" else 1
-    if args.jobs < 1:
-        print("error: --jobs must be >= 1", file=sys.stderr)
-        return 2
     start = time.monotonic()
-    out = Path(args.out).resolve()
+    out = Path(invocation.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     model_dir = data_dir = None
     if settings.backend == "cpu":
@@ -518,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"data: {data_dir} (python -m data_prep.shapes)")
         examples = format_examples(data_dir / "train.parquet")
         model_dir = build_tiny_model(
-            Path(args.cache_dir) if args.cache_dir else None,
+            Path(invocation.cache_dir) if invocation.cache_dir else None,
             examples=examples,
             warm_steps=settings.warm_steps,
             spec=COMPARE_MODEL_SPEC,
@@ -526,16 +651,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         log(f"model: {model_dir} (format warm start, every answer alike; {time.monotonic() - start:.0f} s so far)")
     plan = [(e, s) for s in settings.seeds for e in settings.estimators]
+    specs = {(e, s): run_spec(settings, e, s, out / "runs" / f"{e}-s{s}", model_dir, data_dir) for e, s in plan}
+    # each run's p and lambda(p) by its own algorithm.mapo settings, composed before any run starts
+    mapo = {key: mapo_settings(spec) for key, spec in specs.items()}
+    for key, spec in specs.items():
+        log(
+            f"{key[0]} seed {key[1]}: success_threshold={mapo[key].success_threshold:g}, "
+            f"lambda_fn={mapo[key].lambda_fn} (from {spec.config_name} and its overrides)"
+        )
     done: dict[tuple[str, int], dict] = {}
     lock = threading.Lock()
 
     def one_run(i: int, estimator: str, seed: int) -> None:
-        run_dir = out / "runs" / f"{estimator}-s{seed}"
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        spec = run_spec(settings, estimator, seed, run_dir, model_dir, data_dir)
-        log(f"run {i}/{len(plan)}: {estimator} seed {seed}, {settings.steps} steps -> {run_dir}")
-        outcome = run_local(spec, args.timeout, lambda msg, tag=f"{estimator} s{seed}": log(f"  [{tag}] {msg}"))
-        result = read_run(run_dir)
+        spec = specs[(estimator, seed)]
+        spec.metrics_path.unlink(missing_ok=True)
+        log(f"run {i}/{len(plan)}: {estimator} seed {seed}, {settings.steps} steps -> {spec.out}")
+
+        def report(msg: str) -> None:
+            log(f"  [{estimator} s{seed}] {msg}")
+
+        outcome = run_with("local", spec, Placement(), invocation.timeout, report)
+        result = read_run(spec.out, mapo[(estimator, seed)])
         curve = " ".join(f"{s}:{a:.2f}" for s, a in result["val_acc"])
         log(f"  {estimator} seed {seed}: held-out accuracy by step {curve or '(none)'} ({outcome.seconds:.0f} s)")
         with lock:
@@ -550,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_outputs(out, settings, [done[key] for key in plan if key in done])
 
     # SIGTERM (kill, scancel) ends every run's process tree, whichever thread supervises it
-    with ending_trees_on_sigterm(), ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    with ending_trees_on_sigterm(), ThreadPoolExecutor(max_workers=invocation.jobs) as pool:
         for future in [pool.submit(one_run, i, e, s) for i, (e, s) in enumerate(plan, 1)]:
             future.result()
     runs = [done[key] for key in plan]

@@ -23,10 +23,12 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mapo_verl_cpu.runners.local import run_local
+from mapo_verl_cpu.runners import RUNNERS, Placement, RunnerError
+from mapo_verl_cpu.runners import run as run_with
 from mapo_verl_cpu.runners.rollouts import ROLLOUTS, Rollout, cpu_run_spec
 from mapo_verl_cpu.runners.spec import (
     CONFIG_DIR,
@@ -38,7 +40,7 @@ from mapo_verl_cpu.runners.spec import (
 )
 from mapo_verl_cpu.runners.summary import summary
 
-LAUNCHERS = ("local", "slurm", "ray")
+LAUNCHERS = tuple(RUNNERS)
 CLUSTER_TIMEOUT = 900.0
 
 
@@ -157,42 +159,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = build_spec(args, model_dir, data_dir, out, data.overrides())
     count = len(spec.overrides)
     log(f"python -m verl.trainer.main_ppo --config-name {spec.config_name} + {count} overrides (command.txt)")
-    if args.launcher != "local":
-        return run_on_cluster(args, spec, start)
-    log("starting Ray and verl's workers (about a minute on 2 cores) ...")
-    outcome = run_local(spec, args.timeout, log)
-    print(summary(spec, outcome), flush=True)
-    log(f"total {time.monotonic() - start:.0f} s")
-    return outcome.returncode if not outcome.timed_out else 124
-
-
-def run_on_cluster(args: argparse.Namespace, spec: RunSpec, start: float) -> int:
-    """The smoke's run through a shipped launcher; the job's status, id, state and nodes, then the summary."""
-    from dataclasses import replace
-
-    spec = replace(spec, overrides=tuple(for_cluster(spec.overrides)))  # the launcher's Ray, nodes and GPUs
-    nodes = args.nodes or 2
-    timeout = args.timeout or CLUSTER_TIMEOUT
-    if args.launcher == "slurm":
-        from mapo_verl_cpu.runners.slurm import Request, SlurmError, run_slurm
-
-        request = Request(nodes=nodes, gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_node)
-        try:
-            outcome, job = run_slurm(spec, request, timeout, log)
-        except SlurmError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        log(f"slurm job {job.job_id}: {job.state} (ExitCode={job.exit_code}) on nodes {job.nodes}")
-    else:
-        from mapo_verl_cpu.runners.ray_job import RayLaunchError, run_ray
-
-        try:
-            outcome, job_id, status = run_ray(spec, nodes, timeout, log)
-        except RayLaunchError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        log(f"ray job {job_id}: {status}")
-    if outcome.returncode != 0 and not outcome.timed_out:
+    placement = Placement(1)
+    if args.launcher == "local":
+        log("starting Ray and verl's workers (about a minute on 2 cores) ...")
+    else:  # the launcher's Ray, nodes and GPUs
+        spec = replace(spec, overrides=tuple(for_cluster(spec.overrides)))
+        placement = Placement(args.nodes or 2, args.gpus_per_node, args.cpus_per_node)
+    timeout = args.timeout or (None if args.launcher == "local" else CLUSTER_TIMEOUT)
+    try:
+        outcome = run_with(args.launcher, spec, placement, timeout, log)
+    except RunnerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if outcome.job:
+        log(outcome.job)
+    if args.launcher != "local" and outcome.returncode != 0 and not outcome.timed_out:
         log(f"the job failed; last lines of {spec.log_path}:")
         print("\n".join(outcome.tail[-30:]), flush=True)
     print(summary(spec, outcome), flush=True)

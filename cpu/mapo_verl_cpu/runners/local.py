@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mapo_verl_cpu.runners.spec import REPO_ROOT, RunSpec
+
+if TYPE_CHECKING:
+    from mapo_verl_cpu.runners import Placement
 
 from mapo_verl.supervise import Outcome, run_supervised
 
@@ -30,8 +34,9 @@ def progress_message(line: str, steps: int, markers: tuple[tuple[str, str], ...]
     return None
 
 
-def run_local(spec: RunSpec, timeout: float | None, report: Callable[[str], None]) -> Outcome:
-    """Run ``spec`` here; its output goes to ``OUT/main_ppo.log`` and its command line to ``OUT/command.txt``."""
+def run(spec: RunSpec, placement: Placement, timeout: float | None, report: Callable[[str], None]) -> Outcome:
+    """Run ``spec`` here (one node: ``placement`` is not used); its output goes to ``OUT/main_ppo.log`` and its
+    command line to ``OUT/command.txt``."""
     spec.out.mkdir(parents=True, exist_ok=True)
     (spec.out / "command.txt").write_text(spec.command_line() + "\n")
     outcome = run_supervised(

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from mapo_verl.supervise import Outcome, run_supervised
+from mapo_verl_cpu.runners import Placement, RunnerError
 from mapo_verl_cpu.runners.local import progress_message
 from mapo_verl_cpu.runners.spec import REPO_ROOT, RunSpec
-
-from mapo_verl.supervise import Outcome, run_supervised
 
 RAY_SCRIPT = REPO_ROOT / "scripts" / "ray_cluster.sh"
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -29,7 +29,7 @@ _SUBMISSION = re.compile(r"raysubmit_\w+")
 FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
-class RayLaunchError(RuntimeError):
+class RayJobError(RunnerError):
     """The cluster cannot take the run, or submission failed; the message names what and where."""
 
 
@@ -40,16 +40,16 @@ def gpu_nodes(address: str) -> tuple[int, int]:
     try:
         nodes = list_nodes(address=address, detail=True, limit=10_000, timeout=30)
     except Exception as err:  # connection refused, wrong port, not a dashboard
-        raise RayLaunchError(f"no Ray dashboard answers at {address} (RAY_ADDRESS): {err}") from err
+        raise RayJobError(f"no Ray dashboard answers at {address} (RAY_ADDRESS): {err}") from err
     alive = [n for n in nodes if n.state == "ALIVE"]
     return len(alive), sum(1 for n in alive if (n.resources_total or {}).get("GPU", 0) >= 1)
 
 
 def preflight(address: str, nodes: int) -> str:
-    """A line on the cluster when it can take a run on ``nodes`` nodes of one GPU; else :class:`RayLaunchError`."""
+    """A line on the cluster when it can take a run on ``nodes`` nodes of one GPU; else :class:`RayJobError`."""
     alive, with_gpu = gpu_nodes(address)
     if with_gpu < nodes:
-        raise RayLaunchError(
+        raise RayJobError(
             f"the Ray cluster at {address} has {alive} alive node(s), {with_gpu} with a GPU; the run asks for "
             f"{nodes} node(s) x 1 GPU (start more workers: scripts/ray_cluster.sh worker HEAD_IP, or pass --nodes)"
         )
@@ -67,10 +67,10 @@ def job_status(address: str, job_id: str) -> str:
         return "UNKNOWN"
 
 
-def run_ray(
-    spec: RunSpec, nodes: int, timeout: float | None, report: Callable[[str], None]
-) -> tuple[Outcome, str, str]:
-    """Submit ``spec`` on ``nodes`` nodes of the running cluster; (outcome, submission id, final job status)."""
+def run(spec: RunSpec, placement: Placement, timeout: float | None, report: Callable[[str], None]) -> Outcome:
+    """Submit ``spec`` on ``placement.nodes`` nodes of the running cluster; ``Outcome.job`` names the submission and
+    its final status."""
+    nodes = placement.nodes
     address = os.environ.get("RAY_ADDRESS", DEFAULT_ADDRESS)
     report(preflight(address, nodes))
     bindir = os.path.dirname(spec.python)  # `ray`, the pre-flight check and the job's `python`: this interpreter's
@@ -90,7 +90,7 @@ def run_ray(
     found = _SUBMISSION.search(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not found:
         output = (proc.stdout + proc.stderr)[-3000:]
-        raise RayLaunchError(f"scripts/ray_cluster.sh submit to {address} failed ({proc.returncode}):\n{output}")
+        raise RayJobError(f"scripts/ray_cluster.sh submit to {address} failed ({proc.returncode}):\n{output}")
     job_id = found.group(0)
     report(f"ray job {job_id} submitted to {address}; following its logs")
     start = time.monotonic()
@@ -109,4 +109,4 @@ def run_ray(
     while status not in FINAL and time.monotonic() - start < (timeout or 600) + 60:
         time.sleep(2)
         status = job_status(address, job_id)
-    return replace(outcome, returncode=0 if status == "SUCCEEDED" else 1), job_id, status
+    return replace(outcome, returncode=0 if status == "SUCCEEDED" else 1, job=f"ray job {job_id}: {status}")

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from mapo_verl.supervise import TAIL_LINES, Outcome
+from mapo_verl_cpu.runners import Placement, RunnerError
 from mapo_verl_cpu.runners.local import progress_message
 from mapo_verl_cpu.runners.spec import REPO_ROOT, RunSpec
-
-from mapo_verl.supervise import TAIL_LINES, Outcome
 
 SBATCH_SCRIPT = REPO_ROOT / "scripts" / "slurm_train.sbatch"
 TERMINAL = frozenset(
@@ -34,7 +34,7 @@ NEVER_STARTS = frozenset(
 )  # fmt: skip
 
 
-class SlurmError(RuntimeError):
+class SlurmError(RunnerError):
     """Submission or polling failed; the message names what and where."""
 
 
@@ -127,21 +127,15 @@ def submit(spec: RunSpec, request: Request, env: Mapping[str, str]) -> str:
     return proc.stdout.strip().split(";")[0]
 
 
-def run_slurm(
-    spec: RunSpec,
-    request: Request,
-    timeout: float | None,
-    report: Callable[[str], None],
-    on_submit: Callable[[str], None] | None = None,
-) -> tuple[Outcome, JobResult]:
-    """Submit ``spec``, follow its output, wait for the end (``scancel`` past ``timeout``); outcome and job."""
+def run(spec: RunSpec, placement: Placement, timeout: float | None, report: Callable[[str], None]) -> Outcome:
+    """Submit ``spec``, follow its output, wait for the end (``scancel`` past ``timeout``); ``Outcome.job`` names
+    the job, its state, exit code and nodes."""
+    request = Request(placement.nodes, gpus_per_node=placement.gpus_per_node, cpus_per_task=placement.cpus_per_node)
     env = {**spec.env, "VENV": os.environ.get("VIRTUAL_ENV") or str(REPO_ROOT / ".venv")}
     start = time.monotonic()
     spec.log_path.unlink(missing_ok=True)
     job_id = submit(spec, request, env)
     report(f"slurm job {job_id} submitted ({' '.join(request.sbatch_args())}); output {spec.log_path}")
-    if on_submit:
-        on_submit(job_id)
     timed_out, seen, last, fields = False, 0, None, {}
     tail: list[str] = []
     try:
@@ -181,7 +175,11 @@ def run_slurm(
         exit_code=fields.get("ExitCode", "?"),
         reason=fields.get("Reason", ""),
     )
-    outcome = Outcome(
-        returncode=job.returncode, seconds=time.monotonic() - start, timed_out=timed_out, tail=tail, last_progress=last
+    return Outcome(
+        returncode=job.returncode,
+        seconds=time.monotonic() - start,
+        timed_out=timed_out,
+        tail=tail,
+        last_progress=last,
+        job=f"slurm job {job.job_id}: {job.state} (ExitCode={job.exit_code}) on nodes {job.nodes}",
     )
-    return outcome, job

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from mapo_verl_cpu.runners.spec import RunSpec
-
 from mapo_verl.supervise import Outcome
 from mapo_verl.verl_log import latest_checkpoint, read_records, training_steps
+from mapo_verl_cpu.runners.spec import RunSpec
 
 SUMMARY_KEYS = (
     "critic/score/mean",
