@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from mapo_verl_cpu.checkout import realdata_dir
 from tqdm import tqdm
 
 from data_prep import paper_prompts
+from mapo_verl_cpu.checkout import realdata_dir
 from reward_fns import paper_compat, router
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
-from mapo_verl_cpu.runners.ray_job import FINAL
 
 from mapo_verl.verl_log import read_records, training_steps
+from mapo_verl_cpu.runners.ray_job import FINAL
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
 

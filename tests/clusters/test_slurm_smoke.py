@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mapo_verl_cpu.fixtures import slurm_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow]

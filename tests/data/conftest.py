@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mapo_verl_cpu.fixtures.public_layouts import EMOSET_LABELS, hub_features, image_bytes, write_hub_parquet
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,9 +6,9 @@ import json
 from collections import Counter
 
 import pytest
-from mapo_verl_cpu.checkout import realdata_dir
 
 from data_prep import paper_prompts as pp
+from mapo_verl_cpu.checkout import realdata_dir
 
 REALDATA = realdata_dir()
 needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real records not found at {REALDATA}")

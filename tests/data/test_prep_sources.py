@@ -7,10 +7,10 @@ import argparse
 import os
 
 import pyarrow.parquet as pq
-from mapo_verl_cpu.fixtures.public_layouts import write_mathverse_configs
 
 from data_prep import emoset, geo3k, mathverse
 from data_prep.writer import Summary, write_split
+from mapo_verl_cpu.fixtures.public_layouts import write_mathverse_configs
 
 
 def rows_of(path) -> list[dict]:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from mapo_verl_cpu.checkout import realdata_dir
 from PIL import Image
 
 from data_prep import geo3k, mathvision, mathvista, webemo
+from mapo_verl_cpu.checkout import realdata_dir
 from reward_fns import router
 from reward_fns.answer_forms import option_key, option_letter, parse_number, read_answer
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from mapo_verl_cpu.backend import patches
 
 PROBE = r"""

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from mapo_verl_cpu.runners.spec import CONFIG_DIR, DEFAULT_CONFIG, override_key
 
 from mapo_verl.data_sources import BY_NAME, MATHVERSE_VERSIONS, preparer_of
+from mapo_verl_cpu.runners.spec import CONFIG_DIR, DEFAULT_CONFIG, override_key
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))

@@ -13,8 +13,9 @@ MM_KWARGS = {"min_pixels": 3136, "max_pixels": 12544}
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
-    from mapo_verl_cpu.backend.hf_rollout import HFRolloutServer
     from verl.workers.config import HFModelConfig, RolloutConfig
+
+    from mapo_verl_cpu.backend.hf_rollout import HFRolloutServer
 
     config = RolloutConfig(name="hf", prompt_length=256, response_length=12)
     return HFRolloutServer(config=config, model_config=HFModelConfig(path=str(tiny_model_dir), trust_remote_code=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
+
 from mapo_verl_cpu.experiments import smoke
 from mapo_verl_cpu.fixtures import smoke_data
 from mapo_verl_cpu.runners import spec

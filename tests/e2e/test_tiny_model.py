@@ -11,8 +11,9 @@ pytestmark = pytest.mark.slow  # builds a model and imports transformers / verl 
 
 
 def test_image_outputs_equal_transformers_qwen2vl_image_processor(tiny_model_dir, sample_images):
-    from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec, load_processor
     from transformers import Qwen2VLImageProcessor
+
+    from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec, load_processor
 
     spec = TinyModelSpec()
     ours = load_processor(tiny_model_dir)

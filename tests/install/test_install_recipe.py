@@ -6,8 +6,8 @@ venv as far as a CPU machine allows (everything resolved and installed; flash-at
 
 from __future__ import annotations
 
-import json
 import importlib.metadata as metadata
+import json
 import re
 import subprocess
 from pathlib import Path

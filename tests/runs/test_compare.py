@@ -13,13 +13,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
-from mapo_verl_cpu.experiments import compare
-from mapo_verl_cpu.runners.spec import CONFIG_DIR
 
 from data_prep import shapes
 from mapo_verl.cli import main as cli_main
 from mapo_verl.compose import ComposeError
 from mapo_verl.mixed_advantage import MapoSettings, compute_mixed_advantage, group_ids_from_index
+from mapo_verl_cpu.experiments import compare
+from mapo_verl_cpu.runners.spec import CONFIG_DIR
 from reward_fns.router import compute_score
 
 

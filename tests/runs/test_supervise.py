@@ -9,10 +9,10 @@ import time
 
 import psutil
 import pytest
-from mapo_verl_cpu.runners.spec import RunSpec
-from mapo_verl_cpu.runners.summary import summary
 
 from mapo_verl.supervise import run_supervised
+from mapo_verl_cpu.runners.spec import RunSpec
+from mapo_verl_cpu.runners.summary import summary
 
 # A parent that prints a marker, starts a grandchild, then hangs without a word (as main_ppo after a failed sync).
 SILENT_HANG = (

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from mapo_verl_cpu.experiments.study.allocation import (
     allocation_metrics,
     binary_allocation,

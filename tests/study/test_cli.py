@@ -1,4 +1,4 @@
-"""``python -m mapo_verl_cpu.experiments.study``: the quick run writes every output; usage errors and a missing
+"""``python -m mapo_verl study``: the quick run writes every output; usage errors and a missing
 plotting extra stop before any work; the plug-in and the study's tables never import matplotlib."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from mapo_verl_cpu.experiments.study.__main__ import main
 
 EXPECTED = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mapo_verl_cpu.experiments.study.estimators import ESTIMATORS
 from mapo_verl_cpu.experiments.study.simulation import (
     SimConfig,

@@ -39,6 +39,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mapo_verl.atomic_io import write_text
+from mapo_verl.supervise import ending_trees_on_sigterm
+from mapo_verl.verl_log import METRICS_FILE, TRAINING_STEP_KEY
 from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec
 from mapo_verl_cpu.runners import Placement
 from mapo_verl_cpu.runners import run as run_with
@@ -51,10 +54,6 @@ from mapo_verl_cpu.runners.spec import (
     bad_overrides,
     tiny_overrides,
 )
-
-from mapo_verl.atomic_io import write_text
-from mapo_verl.supervise import ending_trees_on_sigterm
-from mapo_verl.verl_log import METRICS_FILE, TRAINING_STEP_KEY
 
 if TYPE_CHECKING:
     from mapo_verl.mixed_advantage import MapoSettings
@@ -157,6 +156,7 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
     One value: its interval is the value itself; none: NaNs.
     """
     import numpy as np
+
     from mapo_verl_cpu.experiments.study.tables import mean_ci
 
     if not values:
@@ -486,9 +486,9 @@ def format_examples(train_parquet: Path, count: int = 64) -> list:
     with every answer its question allows (``shapes.ANSWERS``: 1-2 for colour, 1-4 for count), so that the answer
     carries no information about the picture (no test prompt is used)."""
     import pyarrow.parquet as pq
-    from mapo_verl_cpu.fixtures.tiny_model import WarmStartExample
 
     from data_prep.shapes import ANSWERS
+    from mapo_verl_cpu.fixtures.tiny_model import WarmStartExample
 
     rows = pq.read_table(train_parquet).to_pylist()[:count]
     return [

@@ -1,6 +1,6 @@
 """A CPU study of advantage allocation: MAPO against GRPO and its variants.
 
-``python -m mapo_verl_cpu.experiments.study`` runs two parts (see the modules for the equations):
+``python -m mapo_verl study`` runs two parts (see the modules for the equations):
 
 * :mod:`~mapo_verl_cpu.experiments.study.allocation`  the advantage each estimator gives a success and a failure
   for every success count N = 0..G, and the paper's graded example; "reversion" and "mirror"

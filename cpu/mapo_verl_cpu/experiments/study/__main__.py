@@ -1,4 +1,4 @@
-"""``python -m mapo_verl_cpu.experiments.study``: allocation tables and a learning simulation, written to ``--out``.
+"""``python -m mapo_verl study``: allocation tables and a learning simulation, written to ``--out``.
 
 Outputs (all written atomically): ``allocation.csv``, ``allocation_graded.csv``,
 ``learning_curves.csv`` (mean and CI per step), ``learning_per_seed.csv``, ``learning_summary.csv``,
@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+
 from mapo_verl_cpu.experiments.study.allocation import AllocationMetrics
 from mapo_verl_cpu.experiments.study.estimators import DEFAULT_ESTIMATORS, ESTIMATORS, EstimatorSpec, get_spec
 from mapo_verl_cpu.experiments.study.simulation import PRESETS, SimConfig, SimResult
@@ -26,7 +27,7 @@ QUICK = {"steps": 20, "seeds": 2, "num_prompts": 96, "batch_prompts": 8}
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m mapo_verl_cpu.experiments.study",
+        prog="python -m mapo_verl study",
         description="CPU study of advantage allocation (MAPO vs GRPO, Dr.GRPO, APD): tables, a simulation, plots.",
     )
     d = SimConfig()
@@ -104,8 +105,9 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
 
 def run_learning(plan: StudyPlan) -> dict[str, SimResult]:
     """The simulation for every preset (the long part), with one progress bar over all steps."""
-    from mapo_verl_cpu.experiments.study.simulation import simulate
     from tqdm import tqdm
+
+    from mapo_verl_cpu.experiments.study.simulation import simulate
 
     results = {}
     total = sum(cfg.steps for cfg in plan.configs.values())
@@ -159,6 +161,7 @@ def print_summary(plan: StudyPlan, metrics: list[AllocationMetrics], summary: pd
 
 def run(plan: StudyPlan, argv: Sequence[str]) -> None:
     """Part 1 (allocation), part 2 (learning), then every table, figure and the run's settings."""
+    from mapo_verl.atomic_io import write_text
     from mapo_verl_cpu.experiments.study.allocation import allocation_metrics, binary_allocation, graded_allocation
     from mapo_verl_cpu.experiments.study.tables import (
         learning_curves_frame,
@@ -167,8 +170,6 @@ def run(plan: StudyPlan, argv: Sequence[str]) -> None:
         summary_markdown,
         write_csv,
     )
-
-    from mapo_verl.atomic_io import write_text
 
     started = time.perf_counter()
     binary = binary_allocation(plan.specs, plan.group_size)

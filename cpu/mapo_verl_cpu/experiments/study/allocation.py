@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+
 from mapo_verl_cpu.experiments.study.estimators import EstimatorSpec, compute_advantages, group_uids
 
 

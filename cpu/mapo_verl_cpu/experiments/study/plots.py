@@ -11,11 +11,11 @@ from types import ModuleType
 
 import numpy as np
 import pandas as pd
+
+from mapo_verl.mixed_advantage import trajectory_certainty_weight
 from mapo_verl_cpu.experiments.study.estimators import get_spec
 from mapo_verl_cpu.experiments.study.simulation import SimResult
 from mapo_verl_cpu.experiments.study.tables import mean_ci, save_figure
-
-from mapo_verl.mixed_advantage import trajectory_certainty_weight
 
 PLOTS_EXTRA_HINT = "pip install 'mapo-verl[plots]'"
 

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+
 from mapo_verl_cpu.experiments.study.estimators import EstimatorSpec, compute_advantages, group_uids
 
 #: Weight of the easy component w in w * Beta(2, 5) + (1 - w) * Beta(5, 2); None: U(0, 1).

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mapo_verl.atomic_io import atomic_write
 from mapo_verl_cpu.experiments.study.allocation import AllocationMetrics, outlier_zscore
 from mapo_verl_cpu.experiments.study.estimators import get_spec
 from mapo_verl_cpu.experiments.study.simulation import SimResult, steps_to_target
-
-from mapo_verl.atomic_io import atomic_write
 
 # Two-sided 95% Student-t quantiles t_{0.975, df} (no scipy dependency).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
