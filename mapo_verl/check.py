@@ -251,12 +251,20 @@ def check_shaping(cfg: Any, report: CheckResult) -> None:
     of every long response, correct or not.
     """
     manager = _select(cfg, "reward.reward_manager.name")
+    success_key = _select(cfg, "algorithm.mapo.success_key")
     for key in OVERLONG_KEYS:
-        if manager == "dapo" and _select(cfg, f"{key}.enable", False):
+        if manager == "dapo" and _select(cfg, f"{key}.enable", False) and success_key is not None:
+            report.ok(
+                f"{key}.enable=true with algorithm.mapo.success_key={success_key}: p counts the reward's "
+                f"{success_key} field, so the penalty shapes the advantage without hiding correct answers (the "
+                "penalised score must stay >= algorithm.mapo.reward_min)"
+            )
+        elif manager == "dapo" and _select(cfg, f"{key}.enable", False):
             report.fail(
                 f"{key}.enable=true with reward.reward_manager.name=dapo: the overlong penalty lowers the score of "
                 "long correct answers below algorithm.mapo.success_threshold, so they count as failures and p is "
-                f"understated; set {key}.enable=false (bound the length with data.max_response_length instead)"
+                f"understated; set {key}.enable=false (bound the length with data.max_response_length instead), "
+                "or declare the reward's correctness field: +algorithm.mapo.success_key=acc"
             )
 
 
@@ -294,14 +302,15 @@ def check_mapo(cfg: Any, report: CheckResult) -> None:
             report.info(f"algorithm.mapo is set but unused: algorithm.adv_estimator={estimator}")
         return
     try:
-        settings = settings_from_config(_select(cfg, "algorithm"))  # refuses algorithm.use_kl_in_reward=true
+        settings = settings_from_config(_select(cfg, "algorithm"))  # refuses KL in the reward without a success_key
     except ValueError as err:
         report.fail(str(err))
         return
     report.ok(
         f"algorithm.mapo: success_threshold={settings.success_threshold:g}, reward_min={settings.reward_min:g}, "
         f"lambda_fn={settings.lambda_fn}, epsilon={settings.epsilon:g}, "
-        f"norm_adv_by_std_in_grpo={settings.norm_adv_by_std}; algorithm.use_kl_in_reward=false"
+        f"norm_adv_by_std_in_grpo={settings.norm_adv_by_std}, success_key={settings.success_key}; "
+        f"algorithm.use_kl_in_reward={bool(_select(cfg, 'algorithm.use_kl_in_reward', False))}"
     )
     check_shaping(cfg, report)
     reward_path = _select(cfg, "reward.custom_reward_function.path")

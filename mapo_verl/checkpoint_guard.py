@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mapo_verl.post_import import call_after_import
+from mapo_verl.post_import import call_after_import, replace_function
 from mapo_verl.verl_log import TRACKER_FILE as TRACKER
 
 logger = logging.getLogger(__name__)
@@ -198,15 +198,8 @@ def source_problems() -> list[str]:
 
 
 def _wrap(module: Any) -> None:
-    original = getattr(module, VERL_FUNCTION, None)
-    if original is None:
+    if not replace_function(module, VERL_FUNCTION, guarded):
         logger.warning("mapo checkpoint guard off: %s has no %s", VERL_MODULE, VERL_FUNCTION)
-        return
-    wrapper = guarded(original)
-    setattr(module, VERL_FUNCTION, wrapper)
-    for name, other in list(sys.modules.items()):  # verl modules that imported the name before the wrap
-        if name.startswith("verl.") and other is not module and vars(other).get(VERL_FUNCTION) is original:
-            setattr(other, VERL_FUNCTION, wrapper)
 
 
 def install() -> bool:

@@ -1,9 +1,10 @@
-"""Command line: ``python -m mapo_verl explain|doctor|check``.
+"""Command line: ``python -m mapo_verl explain|doctor|check|report`` (and the CPU harness's ``smoke|compare|study``).
 
 ``explain``  one group's rewards -> p, lambda(p) and each response's GRPO, APD and MAPO advantage.
 ``doctor``   is ``mapo`` registered where verl computes advantages? (fresh interpreter, Ray workers); the GPU
              stack (torch, CUDA, vLLM, flash-attn, transformers) against verl's pins
 ``check``    pre-flight: compose a training config as main_ppo does and validate it without GPUs.
+``report``   verl's logs to the paper's tables (:mod:`mapo_verl.report`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata as metadata
+import math
 import os
 import subprocess
 import sys
@@ -19,7 +21,14 @@ import traceback
 import torch
 
 from mapo_verl import __version__
-from mapo_verl.mixed_advantage import DEFAULTS, LAMBDA_FUNCTIONS, compute_mixed_advantage, group_ids_from_index
+from mapo_verl.mixed_advantage import (
+    DEFAULTS,
+    LAMBDA_FUNCTIONS,
+    MapoSettings,
+    compute_mixed_advantage,
+    group_ids_from_index,
+    validate_settings,
+)
 from mapo_verl.registry_probe import FRESH_INTERPRETER_PROBE, mapo_registered
 
 ENTRY_POINT_GROUP = "verl.plugins"
@@ -56,7 +65,14 @@ def explain(
     norm_by_std: bool,
     reward_min: float = DEFAULTS.reward_min,
 ) -> str:
-    """The table ``python -m mapo_verl explain`` prints for one group of rewards."""
+    """The table ``python -m mapo_verl explain`` prints for one group of rewards; a ValueError naming the flag for
+    settings the plug-in would refuse (the same check, :func:`mapo_verl.mixed_advantage.validate_settings`)."""
+    settings = MapoSettings(
+        success_threshold=success_threshold, reward_min=reward_min, lambda_fn=lambda_fn, epsilon=epsilon
+    )
+    validate_settings(settings, lambda key: "--" + key.replace("_", "-"))
+    if not all(math.isfinite(r) for r in rewards):
+        raise ValueError(f"rewards must be finite numbers, got {rewards}")
     scores = torch.tensor(rewards, dtype=torch.float64)
     groups = group_ids_from_index([0] * len(rewards))
 
@@ -331,10 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--config-name", "-cn", default="ppo_trainer", help="config name (ppo_trainer)")
     chk.add_argument("overrides", nargs="*", help="Hydra overrides, as given to main_ppo (key=value, +key=value)")
 
+    sub.add_parser("report", add_help=False, help="verl's logs to the paper's tables (report --help)")
     for name, summary in HARNESS_COMMANDS.items():
         sub.add_parser(name, add_help=False, help=f"{summary} (CPU harness: python -m mapo_verl {name} --help)")
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:  # its own parser, as `python -m mapo_verl.report`
+        from mapo_verl.report import main as report_main
+
+        return report_main(argv[1:])
     if argv[:1] and argv[0] in HARNESS_COMMANDS:  # its own parser: options and Hydra overrides pass through untouched
         return run_harness_command(argv[0], argv[1:])
     args = parser.parse_args(argv)

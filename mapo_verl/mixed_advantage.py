@@ -101,10 +101,48 @@ class MapoSettings:
     norm_adv_by_std: bool = True
     #: ``group``: each response mixed with its own group's lambda (the paper); ``permuted``: another group's
     lambda_assignment: str = "group"
+    #: a reward field (e.g. ``acc``) that says which responses succeeded (1) or failed (0); None: s_i >= threshold.
+    #: With it, p and lambda(p) come from that field while D_i and APD_i use the (possibly shaped) reward
+    success_key: str | None = None
 
 
 #: the defaults
 DEFAULTS = MapoSettings()
+
+
+def validate_settings(settings: MapoSettings, name: Callable[[str], str] = lambda key: key) -> MapoSettings:
+    """``settings`` when every knob is usable, else a ValueError naming the knob as ``name(field)`` spells it
+    (the plug-in: ``algorithm.mapo.KEY``; ``explain``: ``--key``). One function for the plug-in, ``check`` and
+    ``explain``: known ``lambda_fn`` and ``lambda_assignment``, finite numbers, epsilon > 0, and a success
+    threshold above the reward's floor."""
+    if settings.lambda_fn not in LAMBDA_FUNCTIONS:
+        raise ValueError(
+            f"{name('lambda_fn')}={settings.lambda_fn!r} is not a known lambda function; "
+            f"valid names: {', '.join(sorted(LAMBDA_FUNCTIONS))}"
+        )
+    if settings.lambda_assignment not in LAMBDA_ASSIGNMENTS:
+        raise ValueError(
+            f"{name('lambda_assignment')}={settings.lambda_assignment!r} is not known; valid values: "
+            f"{', '.join(LAMBDA_ASSIGNMENTS)} (group: each group's own lambda, the paper; permuted: another "
+            "group's, the control)"
+        )
+    for key in ("success_threshold", "reward_min", "epsilon"):
+        value = getattr(settings, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name(key)} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name(key)} must be finite, got {value!r}")
+    key = settings.success_key
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ValueError(f"{name('success_key')} must be a reward field's name (e.g. acc), got {key!r}")
+    if settings.epsilon <= 0:
+        raise ValueError(f"{name('epsilon')} must be a positive number, got {settings.epsilon:g}")
+    if settings.success_threshold <= settings.reward_min:
+        raise ValueError(
+            f"{name('success_threshold')}={settings.success_threshold:g} must lie above "
+            f"{name('reward_min')}={settings.reward_min:g} (the reward's floor)"
+        )
+    return settings
 
 
 def trajectory_certainty_weight(success_ratio: torch.Tensor, lambda_fn: str = DEFAULTS.lambda_fn) -> torch.Tensor:
@@ -170,6 +208,13 @@ def group_ids_from_index(index: Any) -> GroupIds:
     labels_in = np.asarray(index, dtype=object) if not isinstance(index, np.ndarray) else index
     if labels_in.ndim != 1:
         raise ValueError(f"index must be one-dimensional (one group label per response), got shape {labels_in.shape}")
+    missing = pd.isna(labels_in)
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        raise ValueError(
+            f"{rows.size} response(s) have no group label (uid None or NaN) at rows {rows[:5].tolist()}: every "
+            "response needs its prompt's uid (verl sets data.non_tensor_batch['uid'])"
+        )
     codes, labels = pd.factorize(labels_in, use_na_sentinel=False)
     codes = codes.astype(np.int64, copy=False)
     sizes = np.bincount(codes, minlength=len(labels)).astype(np.int64, copy=False)
@@ -241,6 +286,34 @@ def check_scores(scores: torch.Tensor, groups: GroupIds, reward_min: float) -> N
     )
 
 
+def _check_apd_resolution(
+    centred: torch.Tensor,
+    percent: torch.Tensor,
+    applied: torch.Tensor,
+    singleton: torch.Tensor,
+    reward_min: float,
+    out: torch.dtype,
+    groups: GroupIds,
+) -> None:
+    """APD stays finite and, where a response deviates and its lambda > 0, above the output dtype's smallest normal
+    number; otherwise ``reward_min`` lies so far below the rewards that APD = (s - mu) / (mu - r_min) overflows or
+    underflows: a ValueError naming the knob (on CUDA ``torch._assert_async``, as :func:`check_scores`)."""
+    tiny = torch.finfo(out).tiny
+    lost = (centred != 0) & (applied > 0) & ~singleton & ~(percent.abs() >= tiny)  # NaN compares False: caught
+    rule = (
+        f"algorithm.mapo.reward_min={reward_min:g} lies so far below the rewards that APD = (s - mu) / (mu - r_min) "
+        f"over- or underflows in {str(out).removeprefix('torch.')}; set it to the lowest score your reward can give"
+    )
+    if centred.is_cuda:
+        torch._assert_async(~lost.any(), rule)
+        return
+    if not bool(lost.any()):
+        return
+    rows = lost.nonzero().flatten().numpy()
+    uids = list(dict.fromkeys(str(groups.labels[groups.ids[r]]) for r in rows[:5]))
+    raise ValueError(f"{rule}: rows {rows[:5].tolist()}, uids {uids}")
+
+
 @dataclass(frozen=True)
 class MixedAdvantageResult:
     """Per-response results of :func:`compute_mixed_advantage` (all shape (B,), on the scores' device).
@@ -270,6 +343,7 @@ def compute_mixed_advantage(
     epsilon: float = DEFAULTS.epsilon,
     norm_by_std: bool = DEFAULTS.norm_adv_by_std,
     lambda_assignment: str = DEFAULTS.lambda_assignment,
+    success: torch.Tensor | None = None,
 ) -> MixedAdvantageResult:
     """MAPO's advantage A_i for each response's outcome score s_i (see the module docstring).
 
@@ -281,6 +355,8 @@ def compute_mixed_advantage(
 
     ``lambda_assignment="permuted"`` mixes each response with another group's lambda
     (:func:`permuted_weight_source`); ``group`` (the default) runs exactly the computation above.
+    ``success`` (a boolean per response) replaces s_i >= ``success_threshold`` as the count N behind p: a declared
+    correctness signal, while D_i and APD_i still use the scores.
     """
     if scores.ndim != 1:
         raise ValueError(f"scores must be one-dimensional (one per response), got shape {tuple(scores.shape)}")
@@ -304,11 +380,19 @@ def compute_mixed_advantage(
 
     sums = torch.zeros(groups.num_groups, dtype=torch.float64, device=device).index_add_(0, ids, t)
     height_g = sums / sizes  # mu - r_min
-    centred = t - height_g.index_select(0, ids)  # s_i - mu
+    # s_i - mu from the scores themselves, so that no reward_min, however far below, can round the deviations away
+    mean_g = torch.zeros_like(sums).index_add_(0, ids, s) / sizes
+    centred = s - mean_g.index_select(0, ids)
     sq = torch.zeros_like(sums).index_add_(0, ids, centred * centred)
     std_g = (sq / (sizes - 1.0).clamp_min(1.0)).sqrt()  # Bessel-corrected, as torch.std
 
-    success = is_success(s, success_threshold)
+    if success is None:
+        success = is_success(s, success_threshold)
+    elif success.shape != scores.shape or success.dtype != torch.bool:
+        raise ValueError(f"success must be a bool tensor of shape {tuple(scores.shape)}, got {success.dtype} "
+                         f"{tuple(success.shape)}")  # fmt: skip
+    else:
+        success = success.to(device)
     successes_g = torch.zeros_like(sums).index_add_(0, ids, success.to(torch.float64))
     ratio_g = successes_g / sizes
     weight_g = trajectory_certainty_weight(ratio_g, lambda_fn)
@@ -329,6 +413,7 @@ def compute_mixed_advantage(
     advantage = advantage.masked_fill(singleton, 0.0)
 
     out = scores.dtype
+    _check_apd_resolution(centred, percent, applied, singleton, reward_min, out, groups)
     certainty = weight.to(out)
     return MixedAdvantageResult(
         advantage=advantage.to(out),

@@ -68,3 +68,17 @@ def call_after_import(module_name: str, callback: Callback) -> None:
     callbacks = _finder().callbacks.setdefault(module_name, [])
     if callback not in callbacks:
         callbacks.append(callback)
+
+
+def replace_function(module: ModuleType, name: str, make_wrapper: Callable[[Any], Any]) -> bool:
+    """``module.name = make_wrapper(module.name)``, and the same in every ``verl.*`` module that imported the
+    original by name before (``from module import name``); False when ``module`` has no ``name``."""
+    original = getattr(module, name, None)
+    if original is None:
+        return False
+    wrapper = make_wrapper(original)
+    setattr(module, name, wrapper)
+    for other_name, other in list(sys.modules.items()):
+        if other_name.startswith("verl.") and other is not module and vars(other).get(name) is original:
+            setattr(other, name, wrapper)
+    return True

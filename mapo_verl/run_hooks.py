@@ -1,9 +1,11 @@
 """MAPO's run features, switched on only in runs that select ``algorithm.adv_estimator=mapo``.
 
-Two features change verl objects: the step metrics (:mod:`mapo_verl.metrics` wraps the V1 trainer's ``step``) and
-the checkpoint guard (:mod:`mapo_verl.checkpoint_guard` wraps ``find_latest_ckpt_path``). verl loads the plug-in in
-every process of every run in the environment, a colleague's GRPO run included, so neither is installed at import:
-:func:`arm` waits for verl's trainer and installs both only for a run whose config selects ``mapo``. A GRPO run keeps
+These features change verl objects: the step metrics (:mod:`mapo_verl.metrics` wraps the V1 trainer's ``step``), the
+checkpoint guard (:mod:`mapo_verl.checkpoint_guard` wraps ``find_latest_ckpt_path``) and sessions of several outputs
+(:mod:`mapo_verl.sessions` wraps ``compute_advantage_for_multi_trajectories``), and with them the declared success
+field (:mod:`mapo_verl.success_field`, ``algorithm.mapo.success_key``). verl loads the plug-in in
+every process of every run in the environment, a colleague's GRPO run included, so none is installed at import:
+:func:`arm` waits for verl's trainer and installs them only for a run whose config selects ``mapo``. A GRPO run keeps
 verl's own functions.
 
 When a run is known (``MAPO_RUN_HOOKS``, default ``auto``):
@@ -11,15 +13,15 @@ When a run is known (``MAPO_RUN_HOOKS``, default ``auto``):
 ``auto``  verl's V1 trainer module (``verl.trainer.ppo.v1.trainer_base``) is imported inside the TaskRunner's
           ``run(config)``, the process where advantages are computed and the checkpoint is read. Right after that
           import, the config being run is read from the importing call stack (the ``config`` of ``run``);
-          ``algorithm.adv_estimator == "mapo"`` installs both features. Where no config is on the stack (the
+          ``algorithm.adv_estimator == "mapo"`` installs them. Where no config is on the stack (the
           legacy trainer, ``trainer.use_v1=false``, or a launcher of your own that imports the trainer first),
           nothing is installed: use one of the explicit switches below.
-``1``     install both in every process that loads the plug-in (the switch for custom launchers).
+``1``     install them in every process that loads the plug-in (the switch for custom launchers).
 ``0``     never install them (the estimator itself still works; ``mapo/*`` metrics are then absent).
 
 verl's own per-run extension point does the same explicitly: ``trainer.checkpoint_callback_class=
 mapo_verl.run_hooks.MapoRunHooks`` is built by the trainer with the full config, before it reads a checkpoint, and
-installs both when that config selects ``mapo``.
+installs them when that config selects ``mapo``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 from verl.trainer.ppo.checkpoint_callback import CheckpointCallback
 
-from mapo_verl import checkpoint_guard, metrics
+from mapo_verl import checkpoint_guard, metrics, sessions, success_field
 from mapo_verl.post_import import call_after_import
 from mapo_verl.registry_probe import ESTIMATOR_NAME
 
@@ -74,9 +76,12 @@ def install(reason: str) -> None:
         return
     _state["installed"] = True
     metrics.install_trainer_hook()
+    sessions.install()
+    success_field.install()
     guard = checkpoint_guard.install()
     state = "on" if guard else "on, checkpoint guard off (see the warning above)"
-    print(f"mapo: step metrics and checkpoint guard {state} in this process ({reason})", file=sys.stderr, flush=True)
+    what = "step metrics, sessions and checkpoint guard"
+    print(f"mapo: {what} {state} in this process ({reason})", file=sys.stderr, flush=True)
 
 
 def _get(section: Any, key: str, default: Any) -> Any:

@@ -13,33 +13,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from mapo_verl import metrics, run_hooks
+from mapo_verl import metrics, run_hooks, success_field
 from mapo_verl.mixed_advantage import (
     DEFAULTS,
-    LAMBDA_ASSIGNMENTS,
-    LAMBDA_FUNCTIONS,
     MapoSettings,
     MixedAdvantageResult,
     compute_mixed_advantage,
     group_ids_from_index,
+    validate_settings,
 )
 from mapo_verl.registry_probe import ESTIMATOR_NAME
 
 logger = logging.getLogger(__name__)
 _warned_singleton = False
 
-#: Why MAPO refuses reward shaping that moves correct answers off the success threshold.
+#: Why MAPO refuses reward shaping that moves correct answers off the success threshold (unless a success key says
+#: which responses succeeded).
 KL_IN_REWARD_ERROR = (
     "algorithm.use_kl_in_reward=true subtracts beta*KL from every score, so a correct answer lands just below "
     "algorithm.mapo.success_threshold: p = 0 in every group, lambda = 1, and MAPO silently becomes pure APD. "
-    "Put the KL in the loss instead: algorithm.use_kl_in_reward=false actor_rollout_ref.actor.use_kl_loss=true"
+    "Put the KL in the loss instead: algorithm.use_kl_in_reward=false actor_rollout_ref.actor.use_kl_loss=true; "
+    "or declare the reward's correctness field, +algorithm.mapo.success_key=acc (and set algorithm.mapo.reward_min "
+    "to the shaped reward's floor)"
 )
 
 
@@ -58,55 +60,53 @@ def _get(section: Any, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _config_key(key: str) -> str:
+    return f"algorithm.mapo.{key}"
+
+
 def settings_from_config(config: Any) -> MapoSettings:
     """Build :class:`MapoSettings` from the ``algorithm`` config section verl passes (or None).
 
-    Raises ValueError naming the offending key for unknown ``algorithm.mapo.*`` keys (a typo
-    would otherwise silently run the defaults), for values out of range, and for
+    Raises ValueError naming the offending key for a ``algorithm.mapo`` that is not a mapping, unknown
+    ``algorithm.mapo.*`` keys and explicit nulls (a typo would otherwise silently run the defaults), values out of
+    range (:func:`mapo_verl.mixed_advantage.validate_settings`, shared with ``explain``), and
     ``algorithm.use_kl_in_reward=true`` (:data:`KL_IN_REWARD_ERROR`).
     """
-    if bool(_get(config, "use_kl_in_reward", False)):
-        raise ValueError(KL_IN_REWARD_ERROR)
     section = _get(config, "mapo", None)
+    if section is not None and not (isinstance(section, Mapping) or hasattr(section, "keys")):
+        raise ValueError(
+            f"algorithm.mapo must be a mapping of its knobs ({', '.join(MAPO_KEYS)}), got {section!r}: set one "
+            "knob at a time, e.g. +algorithm.mapo.lambda_fn=linear"
+        )
+    values: dict[str, Any] = {}
     if section is not None:
-        keys = list(section.keys()) if hasattr(section, "keys") else []
-        unknown = sorted(str(k) for k in keys if k not in MAPO_KEYS)
+        unknown = sorted(str(k) for k in section if k not in MAPO_KEYS)
         if unknown:
             raise ValueError(
                 f"unknown key(s) algorithm.mapo.{', algorithm.mapo.'.join(unknown)}; valid keys: {', '.join(MAPO_KEYS)}"
             )
-    defaults = DEFAULTS
-    lambda_fn = str(_get(section, "lambda_fn", defaults.lambda_fn))
-    if lambda_fn not in LAMBDA_FUNCTIONS:
-        raise ValueError(
-            f"algorithm.mapo.lambda_fn={lambda_fn!r} is not a known lambda function; "
-            f"valid names: {', '.join(sorted(LAMBDA_FUNCTIONS))}"
-        )
-    lambda_assignment = str(_get(section, "lambda_assignment", defaults.lambda_assignment))
-    if lambda_assignment not in LAMBDA_ASSIGNMENTS:
-        raise ValueError(
-            f"algorithm.mapo.lambda_assignment={lambda_assignment!r} is not known; valid values: "
-            f"{', '.join(LAMBDA_ASSIGNMENTS)} (group: each group's own lambda, the paper; permuted: another "
-            "group's, the control)"
-        )
-    numbers = {}
+        for key in section:
+            value = section.get(key)
+            if value is None and getattr(DEFAULTS, str(key)) is not None:
+                raise ValueError(
+                    f"{_config_key(key)} is null; remove the key for the default ({getattr(DEFAULTS, key)!r}) or set "
+                    "a value"
+                )
+            values[str(key)] = value
     for key in ("success_threshold", "reward_min", "epsilon"):
-        raw = _get(section, key, getattr(defaults, key))
-        try:
-            numbers[key] = float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"algorithm.mapo.{key} must be a number, got {raw!r}") from None
-        if not np.isfinite(numbers[key]):
-            raise ValueError(f"algorithm.mapo.{key} must be finite, got {raw!r}")
-    if numbers["epsilon"] <= 0:
-        raise ValueError(f"algorithm.mapo.epsilon must be a positive number, got {numbers['epsilon']}")
-    if numbers["success_threshold"] <= numbers["reward_min"]:
-        raise ValueError(
-            f"algorithm.mapo.success_threshold={numbers['success_threshold']:g} must lie above "
-            f"algorithm.mapo.reward_min={numbers['reward_min']:g} (the reward's floor)"
-        )
-    norm = bool(_get(config, "norm_adv_by_std_in_grpo", defaults.norm_adv_by_std))
-    return MapoSettings(lambda_fn=lambda_fn, norm_adv_by_std=norm, lambda_assignment=lambda_assignment, **numbers)
+        if key in values and not isinstance(values[key], bool):
+            try:
+                values[key] = float(values[key])
+            except (TypeError, ValueError):
+                raise ValueError(f"{_config_key(key)} must be a number, got {values[key]!r}") from None
+    for key in ("lambda_fn", "lambda_assignment"):
+        if key in values:
+            values[key] = str(values[key])
+    norm = bool(_get(config, "norm_adv_by_std_in_grpo", DEFAULTS.norm_adv_by_std))
+    settings = validate_settings(replace(DEFAULTS, norm_adv_by_std=norm, **values), _config_key)
+    if settings.success_key is None and bool(_get(config, "use_kl_in_reward", False)):
+        raise ValueError(KL_IN_REWARD_ERROR)
+    return settings
 
 
 def _check_inputs(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any) -> None:
@@ -152,12 +152,31 @@ def compute_mapo_outcome_advantage(
 
 
 def advantage_from_verl_batch(
-    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any,
+    config: Any,
+    successes: torch.Tensor | None = None,
 ) -> MixedAdvantageResult:
-    """Validate verl's inputs, run the pure-math estimator on the outcome scores, record metrics."""
+    """Validate verl's inputs, run the pure-math estimator on the outcome scores, record metrics.
+
+    With ``algorithm.mapo.success_key`` set, each response's success comes from ``successes`` or else from the
+    reward field laid for this call (:mod:`mapo_verl.success_field`); neither is an error naming the key.
+    """
     global _warned_singleton
     settings = settings_from_config(config)
     _check_inputs(token_level_rewards, response_mask, index)
+    if settings.success_key is not None:
+        successes = successes if successes is not None else success_field.rows()
+        if successes is None:
+            raise success_field.missing_key_error(settings.success_key, [], "the batch handed to the estimator")
+        if successes.shape[0] != token_level_rewards.shape[0]:
+            raise ValueError(
+                f"algorithm.mapo.success_key={settings.success_key!r}: {successes.shape[0]} values for "
+                f"{token_level_rewards.shape[0]} responses"
+            )
+    else:
+        successes = None
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
         groups = group_ids_from_index(index)
@@ -178,6 +197,7 @@ def advantage_from_verl_batch(
             epsilon=settings.epsilon,
             norm_by_std=settings.norm_adv_by_std,
             lambda_assignment=settings.lambda_assignment,
+            success=successes,
         )
         metrics.record(result, groups)
     return result

@@ -221,3 +221,22 @@ def test_zero_gpus_is_a_clear_failure_not_a_crash(good, nodes_gpus):
     report = _check([*good, f"trainer.nnodes={nnodes}", f"trainer.n_gpus_per_node={per_node}"])
     _failed(report, f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={per_node} = 0 GPUs: nothing to train on")
     assert "crashed" not in report.render() and "ZeroDivisionError" not in report.render()
+
+
+def test_a_success_key_lets_shaped_rewards_through(data_root):
+    """With ``algorithm.mapo.success_key=acc`` p counts the reward's acc field: KL in the reward and DAPO's overlong
+    penalty pass the check (without the key the same overrides fail, above)."""
+    shaped = [
+        f"mapo_data_dir={data_root}",
+        "algorithm.mapo.success_key=acc",
+        "algorithm.mapo.reward_min=-1",
+        "algorithm.use_kl_in_reward=true",
+        "reward.reward_manager.name=dapo",
+        "+reward.reward_kwargs.overlong_buffer_cfg.enable=true",
+        "+reward.reward_kwargs.overlong_buffer_cfg.len=512",
+        "+reward.reward_kwargs.max_resp_len=2048",
+    ]
+    report = _check(shaped)
+    text = report.render()
+    assert not [p for p in report.problems if "overlong" in p or "use_kl_in_reward" in p], text
+    assert "success_key=acc" in text and "p counts the reward's acc field" in text

@@ -137,7 +137,7 @@ def _trainer(parameter_sync_step: int, batches: list[DataProto]) -> trainer_base
 
     def step_once(iter_metrics: dict, timing_raw: dict, sample_batch_size: int) -> KVBatchMeta:
         data = queue.pop(0)
-        keys = [f"{uid}_0_{i}" for i, uid in enumerate(data.non_tensor_batch["uid"])]
+        keys = [f"{uid}_{i}_0" for i, uid in enumerate(data.non_tensor_batch["uid"])]  # one output per session
         compute_advantage_for_multi_trajectories(
             data, batch_keys=keys, adv_estimator=trainer.config.algorithm.adv_estimator, config=trainer.config.algorithm
         )

@@ -30,6 +30,7 @@ def reference_mapo(
     epsilon: float = 1e-6,
     norm_by_std: bool = True,
     lambda_assignment: str = "group",
+    success: Sequence[bool] | None = None,
 ) -> list[float]:
     """MAPO written out from the issue's definition, one response at a time, in Python floats.
 
@@ -43,7 +44,10 @@ def reference_mapo(
     slack = 1e-6 * max(1.0, abs(success_threshold))
     lam = {}
     for uid, rows in members.items():
-        p = sum(float(scores[i]) >= success_threshold - slack for i in rows) / len(rows)
+        if success is None:
+            p = sum(float(scores[i]) >= success_threshold - slack for i in rows) / len(rows)
+        else:  # a declared correctness signal (algorithm.mapo.success_key)
+            p = sum(bool(success[i]) for i in rows) / len(rows)
         lam[uid] = LAMBDA_REFERENCE[lambda_fn](p)
     source = reference_weight_source(index) if lambda_assignment == "permuted" else list(index)
     out = [0.0] * len(scores)

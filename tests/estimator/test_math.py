@@ -256,4 +256,6 @@ def test_defaults_without_config_and_with_empty_section() -> None:
     expected = [-1.1442, 0.3814, 0.3814, 0.3814]
     assert _outcome(scores, index).tolist() == pytest.approx(expected, abs=1e-4)
     assert _outcome(scores, index, OmegaConf.create({})).tolist() == pytest.approx(expected, abs=1e-4)
-    assert _outcome(scores, index, {"mapo": {"lambda_fn": None}}).tolist() == pytest.approx(expected, abs=1e-4)
+    # an explicit null is refused (it used to run the default silently), naming the key
+    with pytest.raises(ValueError, match=r"algorithm\.mapo\.lambda_fn is null"):
+        _outcome(scores, index, {"mapo": {"lambda_fn": None}})

@@ -203,7 +203,7 @@ def test_kl_in_reward_stops_verl_compute_advantage_at_the_first_call(rng, make_b
 def test_v1_trainer_path_hands_mapo_the_batch_unchanged(rng, make_batch, reference) -> None:
     algorithm = _algorithm_section("algorithm.adv_estimator=mapo")
     rewards, mask, index = make_batch(rng, num_groups=10)
-    keys = [f"{uid}_0_{i}" for i, uid in enumerate(index)]
+    keys = [f"{uid}_{i}_0" for i, uid in enumerate(index)]  # {uid}_{session_id}_{index}: one output per session
     data = compute_advantage_for_multi_trajectories(
         _data_proto(rewards, mask, index), batch_keys=keys, adv_estimator="mapo", config=algorithm
     )

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mapo_verl.verl_log import METRICS_FILE
 from mapo_verl_cpu.runners import RUNNERS, Placement, RunnerError
 from mapo_verl_cpu.runners import run as run_with
 from mapo_verl_cpu.runners.rollouts import ROLLOUTS, Rollout, cpu_run_spec
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
+    (out / METRICS_FILE).unlink(missing_ok=True)
 
     log(f"preparing the data {args.config} reads with data_prep ...")
     data = prepare_config_data(args.config, out, args.data)  # every file the config reads (config_data.py)

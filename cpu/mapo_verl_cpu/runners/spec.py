@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mapo_verl.verl_log import METRICS_FILE
 from mapo_verl_cpu.checkout import CONFIG_DIR, DEFAULT_CONFIG, REPO_ROOT
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG", "REPO_ROOT", "RunSpec"]
@@ -41,7 +42,7 @@ def trainer_env(out: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
     env = {
         **os.environ,
         "VERL_PLATFORM": "cpu",
-        "VERL_FILE_LOGGER_PATH": str(out / "metrics.jsonl"),
+        "VERL_FILE_LOGGER_PATH": str(out / METRICS_FILE),
         "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
         "HF_DATASETS_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",
@@ -70,7 +71,7 @@ class RunSpec:
 
     @property
     def metrics_path(self) -> Path:
-        return self.out / "metrics.jsonl"
+        return self.out / METRICS_FILE
 
     @property
     def checkpoints(self) -> Path:

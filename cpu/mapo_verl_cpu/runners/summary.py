@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from mapo_verl.supervise import Outcome
-from mapo_verl.verl_log import latest_checkpoint, read_records, training_steps
+from mapo_verl.verl_log import TRAINING_STEP_KEY, latest_checkpoint, read_records, training_steps
 from mapo_verl_cpu.runners.spec import RunSpec
 
 SUMMARY_KEYS = (
     "critic/score/mean",
-    "actor/pg_loss",
+    TRAINING_STEP_KEY,
     "actor/grad_norm",
     "actor/kl_loss",
     "training/rollout_probs_diff_max",
