@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -267,3 +268,54 @@ def smoke_vllm_broken_sync(tmp_path_factory, model_cache, vllm_python, memory_cl
         expect_success=False,
         memory=memory_claim("vllm", "smoke --rollout vllm (sync broken)"),
     )
+
+
+# ------------------------------------------------------------------------------- the README's `make smoke` sample
+_PATH = re.compile(r"(?<![\w/])(/[\w.@+-]+)+/?")
+_DATA_SOURCE = re.compile(r" \(from .*\)$")
+_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?")
+
+
+def shape(line: str) -> str:
+    """A line with paths and numbers masked (they differ between runs and machines); the lines of a step's
+    ``mapo/*`` metrics become one marker (a step with no success has no ``adv_success_mean``, so their count varies).
+    """
+    if line.lstrip().startswith("mapo/"):
+        return "MAPO-METRICS"
+    if line.startswith("[smoke] data: "):  # the real Geometry3K records of ../shared, or generated diagrams without it
+        return _DATA_SOURCE.sub(" (from SOURCE)", _PATH.sub("PATH", line.rstrip()))
+    return _NUMBER.sub("N", _PATH.sub("PATH", line.rstrip()))
+
+
+def shapes(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        if line.strip() and not (shape(line) == "MAPO-METRICS" and out and out[-1] == "MAPO-METRICS"):
+            out.append(shape(line))
+    return out
+
+
+def readme_sample() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"^\$ make smoke\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert block, "README.md no longer shows `$ make smoke` followed by its output"
+    return block.group(1).splitlines()
+
+
+def own_lines(lines: list[str]) -> list[str]:
+    """The smoke command's own lines: its [smoke] progress and the indented summary (not make's echo of the
+    command, nor libraries' warnings on stderr)."""
+    return [line for line in lines if line.startswith(("[smoke]", "  "))]
+
+
+@pytest.fixture(scope="session")
+def readme_smoke_sample() -> Callable[[str], None]:
+    """A check that a smoke command's console output matches the README's `make smoke` sample, line by line, up to
+    numbers, paths and the data source (real records of ``../shared`` or generated diagrams)."""
+
+    def check(console: str) -> None:
+        shown = shapes(own_lines(readme_sample()))
+        real = shapes(own_lines(console.splitlines()))
+        assert shown == real, "\n".join(["README:", *shown, "real output:", *real])
+
+    return check

@@ -2,8 +2,8 @@
 
 ``python -m mapo_verl compare`` with MAPO and GRPO, one seed each, STEPS steps (the two runs at a time), on the
 ``shapes`` task, checked through its ``summary.json``, table and plot: each run's held-out accuracy must rise by at
-least MIN_RISE (docs/learning.md); then ``smoke --data generated`` (no ``../shared``), whose groups must succeed at
-varied rates so that MAPO mixes (0 < mean lambda < 1 in some step).
+least MIN_RISE (docs/learning.md); then the newcomer's ``smoke`` without ``../shared``, whose groups must succeed at
+varied rates so that MAPO mixes (0 < mean lambda < 1 in some step) and whose output matches the README's sample.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ MIN_RISE = 0.20
 RUN_TIMEOUT_S = 900
 
 
-def _run(memory, *args: str) -> subprocess.CompletedProcess:
+def _run(memory, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m mapo_verl ARGS`` inside ``memory``, its claim on the run's memory budget (tests/conftest.py)."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env_extra or {})}
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "mapo_verl", *args]
     with memory:
@@ -81,10 +81,14 @@ def test_held_out_accuracy_rises_in_every_run(comparison: dict) -> None:
     assert all(rise >= MIN_RISE for rise in rises.values()), rises
 
 
-def test_newcomer_smoke_mixes(tmp_path: Path, model_cache: Path, memory_claim) -> None:
+def test_newcomer_smoke_mixes(tmp_path: Path, model_cache: Path, memory_claim, readme_smoke_sample) -> None:
+    """`make smoke` as a newcomer's clone runs it, without ``../shared`` (``MAPO_SHARED_DIR`` names a folder that does
+    not exist): generated diagrams, groups that mix, and the README's sample holds for this output too."""
     out = tmp_path / "smoke"
-    memory = memory_claim("hf", "smoke --data generated")
-    proc = _run(memory, "smoke", "--out", str(out), "--cache-dir", str(model_cache), "--data", "generated")
+    memory = memory_claim("hf", "smoke without ../shared")
+    hidden = {"MAPO_SHARED_DIR": str(tmp_path / "no-shared")}
+    proc = _run(memory, "smoke", "--out", str(out), "--cache-dir", str(model_cache), env_extra=hidden)
     lambdas = [data["mapo/lambda_mean"] for data in training_steps(read_records(out / "metrics.jsonl")).values()]
     assert lambdas and any(0.0 < lam < 1.0 for lam in lambdas), lambdas
     assert "generated diagrams" in proc.stdout and "lambda_mean=" in proc.stdout
+    readme_smoke_sample(proc.stdout)
