@@ -65,12 +65,12 @@ def selects_mapo(config: Any) -> bool:
 
 
 def installed() -> bool:
-    """Whether this process has MAPO's step metrics and checkpoint guard installed."""
+    """Whether this process has MAPO's run hooks installed."""
     return bool(_state["installed"])
 
 
 def install(reason: str) -> None:
-    """Install the step metrics and the checkpoint guard in this process (once)."""
+    """Install the step metrics, the session path, the success field and the checkpoint guard here (once)."""
     _state["decided"] = True
     if _state["installed"]:
         return
@@ -120,7 +120,11 @@ def _on_trainer_import(_module: Any) -> None:
 
 def arm() -> None:
     """Called by the plug-in on import: install now (``MAPO_RUN_HOOKS=1``), never (``0``), or per run (``auto``)."""
-    chosen = mode()
+    try:
+        chosen = mode()
+    except ValueError as err:  # an import error here would only reach verl's debug log
+        print(f"mapo: {err}; using auto", file=sys.stderr, flush=True)
+        chosen = "auto"
     if chosen == "1":
         install(f"{ENV}=1")
     elif chosen == "auto":
@@ -130,9 +134,10 @@ def arm() -> None:
 class MapoRunHooks(CheckpointCallback):
     """verl's per-run extension point (``trainer.checkpoint_callback_class=mapo_verl.run_hooks.MapoRunHooks``):
     built by the trainer with the full config before it reads a checkpoint; installs MAPO's step metrics and
-    checkpoint guard when that config selects ``mapo``. Its ``on_save`` does nothing."""
+    checkpoint guard when that config selects ``mapo`` (not with ``MAPO_RUN_HOOKS=0``). Its ``on_save`` does
+    nothing."""
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config=config)
-        if selects_mapo(config):
+        if selects_mapo(config) and os.environ.get(ENV, "").strip() != "0":
             install("trainer.checkpoint_callback_class")
