@@ -62,13 +62,13 @@ def run_smoke(
 
 
 #: verl's own per-run extension point, set to a probe that records whether verl's functions are its own
-#: (tests/e2e/hook_probe/mapo_hook_probe.py)
+#: (tests/e2e/trainer_extras/mapo_hook_probe.py)
 HOOK_PROBE = ("trainer.checkpoint_callback_class=mapo_hook_probe.HookProbe",)
 
 
 def hook_probe_env(out: Path, name: str = "mapo") -> dict[str, str]:
     """The environment that puts the probe on the trainer's path and its findings in ``OUT/hook_probe_NAME.json``."""
-    path = [str(Path(__file__).parent / "hook_probe"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    path = [str(Path(__file__).parent / "trainer_extras"), *filter(None, [os.environ.get("PYTHONPATH")])]
     return {"PYTHONPATH": os.pathsep.join(path), "MAPO_HOOK_PROBE_OUT": str(out / f"hook_probe_{name}.json")}
 
 
