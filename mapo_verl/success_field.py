@@ -12,9 +12,9 @@ this module, in runs that select ``mapo`` (:mod:`mapo_verl.run_hooks` installs i
 * ``ray_trainer.compute_advantage(data, ...)`` (the legacy trainer, and tests): :func:`from_batch` reads
   ``data.non_tensor_batch[KEY]``, where verl puts every reward field, for the estimator call inside it;
 * the V1 trainer's ``PPOTrainer._compute_advantage(batch, metrics)``: the fields of each trajectory are in
-  TransferQueue, ``extra_fields["reward_extra_info"]`` (where DAPO's group filter reads them); :func:`from_queue`
-  fetches them for the batch's keys, and :mod:`mapo_verl.sessions` lays them into the batch's
-  ``non_tensor_batch`` in row order before the advantage is computed.
+  TransferQueue, ``extra_fields["reward_extra_info"]`` (where DAPO's group filter reads them);
+  :func:`around_v1_compute_advantage` fetches them for the batch's keys, and :mod:`mapo_verl.sessions` lays them
+  into the batch's ``non_tensor_batch`` in row order before the advantage is computed.
 
 A missing field is an error at step 1 naming the key and the fields that are present; a value other than 1/0
 (True/False) is an error naming the rows.
@@ -71,12 +71,17 @@ def rows() -> torch.Tensor | None:
 
 
 @contextlib.contextmanager
-def successes_for(values: torch.Tensor | None) -> Iterator[None]:
-    token = _ROWS.set(values)
+def _bound(var: contextvars.ContextVar, value: Any) -> Iterator[None]:
+    token = var.set(value)
     try:
         yield
     finally:
-        _ROWS.reset(token)
+        var.reset(token)
+
+
+def successes_for(values: torch.Tensor | None) -> contextlib.AbstractContextManager[None]:
+    """Within the block, the successes of the rows of the estimator's call."""
+    return _bound(_ROWS, values)
 
 
 def from_batch(data: Any, key: str) -> torch.Tensor:
@@ -87,14 +92,9 @@ def from_batch(data: Any, key: str) -> torch.Tensor:
     return as_successes(list(batch[key]), key)
 
 
-@contextlib.contextmanager
-def reward_fields_for(fields: dict[str, dict]) -> Iterator[None]:
+def reward_fields_for(fields: dict[str, dict]) -> contextlib.AbstractContextManager[None]:
     """Within the block, trajectory key -> its reward fields (what the V1 trainer's TransferQueue holds)."""
-    token = _FIELDS.set(fields)
-    try:
-        yield
-    finally:
-        _FIELDS.reset(token)
+    return _bound(_FIELDS, fields)
 
 
 def reward_fields(keys: Sequence[str]) -> list[dict] | None:

@@ -348,14 +348,15 @@ def test_slurm_node_probe_counts_a_real_cluster(two_node_cluster, tmp_path):
 
 
 def test_slurm_request_that_no_node_fits_is_named_before_submission():
-    from mapo_verl_cpu.runners.slurm import Request, unmet
+    from mapo_verl_cpu.runners import Placement
+    from mapo_verl_cpu.runners.slurm import unmet
 
     nodes = [("n1", 8, 1), ("n2", 8, 1)]
-    assert unmet(Request(nodes=2, gpus_per_node=1, cpus_per_task=8), nodes) is None
-    why = unmet(Request(nodes=2, gpus_per_node=8, cpus_per_task=64), nodes)
+    assert unmet(Placement(nodes=2, gpus_per_node=1, cpus_per_node=8), nodes) is None
+    why = unmet(Placement(nodes=2, gpus_per_node=8, cpus_per_node=64), nodes)
     assert why and "--gpus-per-node=8 --cpus-per-task=64" in why and "only 0 node(s) fit" in why
     assert "n1 (8 CPUs, 1 GPUs)" in why
-    assert "only 2 node(s) fit" in (unmet(Request(nodes=3), nodes) or "")
+    assert "only 2 node(s) fit" in (unmet(Placement(nodes=3), nodes) or "")
 
 
 def test_cluster_runs_drop_the_private_ray_and_node_counts():

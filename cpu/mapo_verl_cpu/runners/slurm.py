@@ -38,17 +38,10 @@ class SlurmError(RunnerError):
     """Submission or polling failed; the message names what and where."""
 
 
-@dataclass(frozen=True)
-class Request:
-    """What one job asks for, per node."""
-
-    nodes: int = 2
-    gpus_per_node: int = 1
-    cpus_per_task: int = 8
-
-    def sbatch_args(self) -> list[str]:
-        per_node = [f"--gpus-per-node={self.gpus_per_node}", f"--cpus-per-task={self.cpus_per_task}"]
-        return [f"--nodes={self.nodes}", *per_node]
+def sbatch_args(placement: Placement) -> list[str]:
+    """The ``sbatch`` options that ask for ``placement`` (per node: its GPUs, and its CPUs for the one task)."""
+    per_node = [f"--gpus-per-node={placement.gpus_per_node}", f"--cpus-per-task={placement.cpus_per_node}"]
+    return [f"--nodes={placement.nodes}", *per_node]
 
 
 @dataclass
@@ -99,24 +92,24 @@ def partition_nodes(env: Mapping[str, str]) -> list[tuple[str, int, int]]:
     return sorted(set(nodes))
 
 
-def unmet(request: Request, nodes: list[tuple[str, int, int]]) -> str | None:
-    """Why ``request`` can never be met on ``nodes``, or None."""
-    fit = [n for n, cpus, gpus in nodes if cpus >= request.cpus_per_task and gpus >= request.gpus_per_node]
-    if len(fit) >= request.nodes:
+def unmet(placement: Placement, nodes: list[tuple[str, int, int]]) -> str | None:
+    """Why ``placement`` can never be met on ``nodes``, or None."""
+    fit = [n for n, cpus, gpus in nodes if cpus >= placement.cpus_per_node and gpus >= placement.gpus_per_node]
+    if len(fit) >= placement.nodes:
         return None
     shown = ", ".join(f"{n} ({c} CPUs, {g} GPUs)" for n, c, g in nodes) or "none"
     return (
-        f"{request.nodes} node(s) with {request.gpus_per_node} GPU(s) and {request.cpus_per_task} CPUs each are "
-        f"asked for ({' '.join(request.sbatch_args())}); only {len(fit)} node(s) fit. Nodes: {shown}"
+        f"{placement.nodes} node(s) with {placement.gpus_per_node} GPU(s) and {placement.cpus_per_node} CPUs each "
+        f"are asked for ({' '.join(sbatch_args(placement))}); only {len(fit)} node(s) fit. Nodes: {shown}"
     )
 
 
-def submit(spec: RunSpec, request: Request, env: Mapping[str, str]) -> str:
+def submit(spec: RunSpec, placement: Placement, env: Mapping[str, str]) -> str:
     """``sbatch`` the shipped script for ``spec``; its job id."""
-    problem = unmet(request, partition_nodes(env))
+    problem = unmet(placement, partition_nodes(env))
     if problem:
         raise SlurmError(f"this Slurm cannot run the job: {problem}")
-    cmd = ["sbatch", "--parsable", *request.sbatch_args(), "--job-name=mapo-smoke", f"--output={spec.log_path}",
+    cmd = ["sbatch", "--parsable", *sbatch_args(placement), "--job-name=mapo-smoke", f"--output={spec.log_path}",
            str(SBATCH_SCRIPT), spec.config_name, *spec.overrides]  # fmt: skip
     spec.out.mkdir(parents=True, exist_ok=True)
     (spec.out / "command.txt").write_text(" ".join(cmd) + "\n")
@@ -130,12 +123,11 @@ def submit(spec: RunSpec, request: Request, env: Mapping[str, str]) -> str:
 def run(spec: RunSpec, placement: Placement, timeout: float | None, report: Callable[[str], None]) -> Outcome:
     """Submit ``spec``, follow its output, wait for the end (``scancel`` past ``timeout``); ``Outcome.job`` names
     the job, its state, exit code and nodes."""
-    request = Request(placement.nodes, gpus_per_node=placement.gpus_per_node, cpus_per_task=placement.cpus_per_node)
     env = {**spec.env, "VENV": os.environ.get("VIRTUAL_ENV") or str(REPO_ROOT / ".venv")}
     start = time.monotonic()
     spec.log_path.unlink(missing_ok=True)
-    job_id = submit(spec, request, env)
-    report(f"slurm job {job_id} submitted ({' '.join(request.sbatch_args())}); output {spec.log_path}")
+    job_id = submit(spec, placement, env)
+    report(f"slurm job {job_id} submitted ({' '.join(sbatch_args(placement))}); output {spec.log_path}")
     timed_out, seen, last, fields = False, 0, None, {}
     tail: list[str] = []
     try:
@@ -156,7 +148,7 @@ def run(spec: RunSpec, placement: Placement, timeout: float | None, report: Call
             if state == "PENDING" and reason in NEVER_STARTS:
                 subprocess.run(["scancel", job_id], env=env, capture_output=True)
                 raise SlurmError(
-                    f"slurm job {job_id} can never start (Reason={reason}): {' '.join(request.sbatch_args())} does "
+                    f"slurm job {job_id} can never start (Reason={reason}): {' '.join(sbatch_args(placement))} does "
                     "not fit this partition's nodes (sinfo -N -o '%N %c %G'); cancelled"
                 )
             if timeout is not None and time.monotonic() - start > timeout:
