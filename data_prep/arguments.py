@@ -9,13 +9,15 @@ hand-downloaded sets (EmoSet, WEBEmo, Emotion6) are read from ``$MAPO_SOURCE_DIR
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from data_prep.images import DEFAULT_MAX_PIXELS
+from data_prep.images import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_PIXELS
 from data_prep.writer import DEFAULT_CHUNK_MB, DEFAULT_CHUNK_ROWS, PrepError, Summary
+from mapo_verl.atomic_io import unwritable_dir
 from mapo_verl.data_sources import DATA_DIR_DEFAULT, default_data_dir
 
 
@@ -33,6 +35,17 @@ def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--local-dataset-path", default=None, help="local source (layout: see the module doc)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images")
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        help=f"refuse to decode larger images as oversize (default {DEFAULT_MAX_IMAGE_PIXELS}, PIL's bomb limit)",
+    )
+    parser.add_argument(
+        "--allow-outside-images",
+        action="store_true",
+        help="follow image paths in source records that lead outside the dataset's folder (absolute, ../, links)",
+    )
     parser.add_argument("--skip-bad", action="store_true", help="skip and count unusable records instead of stopping")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="most rows per parquet row group")
     parser.add_argument(
@@ -67,15 +80,36 @@ def parse_size(value: str) -> int | None:
     return size
 
 
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the shared arguments (checked before any work), or ``None``."""
+    for flag in ("max_pixels", "max_image_pixels", "chunk_rows", "chunk_mb"):
+        value = getattr(args, flag, 1)
+        if not (math.isfinite(value) and value > 0):
+            return f"--{flag.replace('_', '-')} must be a positive finite number, got {value}"
+    problem = unwritable_dir(out_dir_of(args))
+    if problem:
+        return f"--local-save-dir: {problem}"
+    return None
+
+
 def run_main(body: Callable[[argparse.Namespace], Summary], parser: argparse.ArgumentParser, argv=None) -> int:
-    """Parse ``argv``, run ``body``, print the summary; a :class:`PrepError` becomes exit status 1."""
+    """Parse ``argv``, check it, run ``body``, print the summary.
+
+    Bad arguments give exit status 2, a :class:`PrepError` (or a file that cannot be read or written) 1, each as one
+    ``error:`` line.
+    """
     args = parser.parse_args(argv)
-    if args.max_pixels <= 0 or args.chunk_rows <= 0 or args.chunk_mb <= 0:
-        parser.error("--max-pixels, --chunk-rows and --chunk-mb must be positive")
+    problem = argument_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         summary = body(args)
     except PrepError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, UnicodeDecodeError) as exc:  # a source file that cannot be read, a full disk
+        print(f"error: {args.dataset_name}: {exc}", file=sys.stderr)
         return 1
     print(summary.render())
     return 0

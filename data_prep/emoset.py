@@ -27,6 +27,7 @@ from pathlib import Path
 from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, parse_size, run_main
 from data_prep.emotion_driver import default_source, emotion_row
 from data_prep.hub_reader import SplitSource, base_dir_of, load_split
+from data_prep.images import image_options
 from data_prep.sampling import fold_label, stratified_sample
 from data_prep.writer import PrepError, Summary, write_split
 from mapo_verl.data_sources import BY_NAME
@@ -54,11 +55,13 @@ def _official(args: argparse.Namespace, root: Path, summary: Summary) -> None:
     for split, size in _sizes(args).items():
         index_file = root / SPLITS[split][0]
         try:
-            entries = json.loads(index_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            entries = json.loads(index_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
             raise PrepError(f"emoset split {split!r}: cannot read {index_file}: {exc}") from exc
         if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) >= 2 for e in entries):
             raise PrepError(f"{index_file}: expected a list of [emotion, image_path, annotation_path]")
+        if not entries:
+            raise PrepError(f"emoset split {split!r}: {index_file} lists no records (0 rows to write)")
         keep = stratified_sample([fold_label(e[0]) for e in entries], size, args.seed)
 
         def convert(i: int, item: tuple[int, list], split: str = split) -> dict:
@@ -74,6 +77,7 @@ def _official(args: argparse.Namespace, root: Path, summary: Summary) -> None:
                 max_pixels=args.max_pixels,
                 prompt_style=args.prompt_style,
                 base_dir=root,
+                image_rules=image_options(args),
             )
 
         write_split(
@@ -134,6 +138,7 @@ def _hub(args: argparse.Namespace, src: str, summary: Summary) -> None:
                 max_pixels=args.max_pixels,
                 prompt_style=args.prompt_style,
                 base_dir=base_dir_of(src),
+                image_rules=image_options(args),
             )
 
         write_split(
@@ -158,8 +163,14 @@ def prepare(args: argparse.Namespace) -> Summary:
     src = args.local_dataset_path
     root = Path(src).expanduser() if src else default_source("emoset", args, EMOSET_DOWNLOAD)
     summary = Summary("emoset", out_dir_of(args))
+    official = [name for name, _ in SPLITS.values() if (root / name).exists()]
     if (root / "train.json").is_file():
         _official(args, root, summary)
+    elif official:  # the official layout without its train.json
+        raise PrepError(
+            f"emoset: {root} holds {', '.join(official)} but no train.json file (the official release has "
+            "train.json, val.json and test.json)"
+        )
     else:
         _hub(args, src if src and not root.exists() else str(root), summary)
     return summary

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, parse_size, run_main
-from data_prep.images import IMAGE_SUFFIXES, image_list, normalize_image
+from data_prep.images import IMAGE_SUFFIXES, image_list, image_options, normalize_image
 from data_prep.prompts import emotion_prompt, paper_module
 from data_prep.rows import BadRecord, make_row
-from data_prep.sampling import fold_label, stratified_sample
+from data_prep.sampling import fold_label, invisible_characters, stratified_sample
 from data_prep.writer import PrepError, Summary, write_split
 from mapo_verl.data_sources import BY_NAME, SOURCE_DIR_DEFAULT, default_source_dir
 
@@ -28,11 +28,17 @@ def emotion_row(
     max_pixels: int,
     base_dir: Path | None = None,
     prompt_style: str = "ours",
+    image_rules: dict | None = None,
 ) -> dict:
-    """One emotion row; an unknown or empty label, or no image, is a :class:`BadRecord`.
+    """One emotion row; an unknown or empty label, one with invisible characters, or no image, is a
+    :class:`BadRecord`.
 
-    ``image`` may be one image or a list of them (EasyR1's layout): the first image is used.
+    ``image`` may be one image or a list of them (EasyR1's layout): the first image is used. ``image_rules``:
+    :func:`~data_prep.images.image_options`.
     """
+    invisible = invisible_characters(label)
+    if invisible:
+        raise BadRecord("invisible characters in label", f"{label!r} holds {', '.join(invisible)}")
     folded = fold_label(label)
     if not folded:
         raise BadRecord("empty answer", "no label")
@@ -41,7 +47,7 @@ def emotion_row(
     candidates = image_list(image)
     if not candidates:
         raise BadRecord("missing image", "no image data")
-    images = [normalize_image(candidates[0], max_pixels, base_dir)]
+    images = [normalize_image(candidates[0], max_pixels, base_dir, **(image_rules or {}))]
     return make_row(
         data_source=data_source,
         content=emotion_prompt(labels, prompt_style),
@@ -113,7 +119,8 @@ def prepare_folder_set(
     root = default_source(name, args, what)
     summary = Summary(name, out_dir_of(args))
     items = read_items(root, args, summary) if read_items is not None else scan_folder_tree(root)
-    labels = args.labels or sorted({fold_label(folder) for folder, _ in items})
+    # a label with invisible characters is not a label of its own: its records are bad records (convert)
+    labels = args.labels or sorted({fold_label(folder) for folder, _ in items if not invisible_characters(folder)})
     folded = [fold_label(folder) for folder, _ in items]
     if args.prompt_style == "paper":  # the authors' subset size (WEBEmo: 2000), chosen without an RNG
         size = args.test_size or paper_module().PAPER_SUBSET_SIZES.get(name)
@@ -125,14 +132,16 @@ def prepare_folder_set(
         index, (folder, path) = item
         return emotion_row(
             data_source=BY_NAME[name].data_source,
-            image=path,
+            image=path.relative_to(root) if path.is_relative_to(root) else path,
             label=folder,
             labels=labels,
             split="test",
             index=index,
             source_id=str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
             max_pixels=args.max_pixels,
+            base_dir=root,
             prompt_style=args.prompt_style,
+            image_rules=image_options(args),
         )
 
     write_split(

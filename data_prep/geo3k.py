@@ -16,7 +16,7 @@ import sys
 
 from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, run_main
 from data_prep.hub_reader import base_dir_of, load_split
-from data_prep.images import image_list, normalize_image
+from data_prep.images import image_list, image_options, normalize_image
 from data_prep.prompts import answer_text, math_prompt, paper_module, question_text
 from data_prep.rows import BadRecord, make_row
 from data_prep.writer import Summary, write_split
@@ -36,7 +36,10 @@ def prepare(args: argparse.Namespace) -> Summary:
         def convert(i: int, rec: dict, split: str = split) -> dict:
             problem = question_text(rec.get("problem"))
             answer = answer_text(rec.get("answer"))
-            images = [normalize_image(img, args.max_pixels, base_dir) for img in image_list(rec.get("images"))]
+            images = [
+                normalize_image(img, args.max_pixels, base_dir, **image_options(args))
+                for img in image_list(rec.get("images"))
+            ]
             if not images:
                 raise BadRecord("missing image", "no images")
             content = math_prompt(problem.text, len(images))

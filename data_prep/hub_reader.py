@@ -139,7 +139,7 @@ def split_files(path: Path, split: str, config: str | None) -> list[str]:
         raise PrepError(f"cannot read the layout of {path}: {exc}") from exc
     data_files = builder.config.data_files or {}
     if split not in data_files:
-        known = ", ".join(sorted(data_files)) or "none"
+        known = ", ".join(sorted(str(name) for name in data_files)) or "none"  # keys are NamedSplit
         where = f"{path}" + (f" (config {config!r})" if config else "")
         raise PrepError(f"{where} has no split {split!r} (splits: {known})")
     return [str(f) for f in data_files[split]]

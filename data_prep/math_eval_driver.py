@@ -16,7 +16,7 @@ from typing import Any
 
 from data_prep.arguments import add_prompt_style, base_parser, out_dir_of, run_main
 from data_prep.hub_reader import base_dir_of, load_split
-from data_prep.images import image_list, normalize_image
+from data_prep.images import image_list, image_options, normalize_image
 from data_prep.prompts import REPAIR_NO_IMAGE, math_prompt, paper_module
 from data_prep.rows import BadRecord, make_row
 from data_prep.writer import Summary, write_split
@@ -34,6 +34,10 @@ class Parsed:
     ground_truth: str
     question_type: str
     repairs: list[str] = field(default_factory=list)
+    #: what the summary should warn about (by kind; the records are named there), e.g. an answer matching no option
+    warnings: list[str] = field(default_factory=list)
+    #: the record's own answer, kept in ``extra_info["answer"]`` (``None``: the ground truth is kept there)
+    source_answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class MathEvalSpec:
     #: records that legitimately have no image (MathVerse's Text Only version): they become text-only prompts;
     #: a missing image anywhere else stays an error
     imageless: Callable[[dict], bool] | None = None
+    #: ids in ``id_column`` must be unique: a repeated id is a bad record (``duplicate id``)
+    unique_ids: bool = False
 
     @property
     def hub_id(self) -> str:
@@ -64,13 +70,15 @@ def options_of(value: Any) -> list[str]:
     return [str(option).strip() for option in value]
 
 
-def record_images(rec: dict, max_pixels: int, base_dir, *, required: bool = True) -> list[dict]:
+def record_images(
+    rec: dict, max_pixels: int, base_dir, *, required: bool = True, image_rules: dict | None = None
+) -> list[dict]:
     """The record's image(s): the first non-empty of ``decoded_image``/``image``/``images``; none is a
-    :class:`BadRecord` unless ``required`` is false."""
+    :class:`BadRecord` unless ``required`` is false. ``image_rules``: :func:`~data_prep.images.image_options`."""
     for column in IMAGE_COLUMNS:
         values = image_list(rec.get(column))
         if values:
-            return [normalize_image(v, max_pixels, base_dir) for v in values]
+            return [normalize_image(v, max_pixels, base_dir, **(image_rules or {})) for v in values]
     if not required:
         return []
     raise BadRecord("missing image", "no image column")
@@ -96,9 +104,17 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
 
         records, total = kept(source), None
 
+    first_index: dict[str, int] = {}  # spec.unique_ids: id -> index of its first record
+
+    warned: dict[str, list[str]] = {}  # warning -> source ids of the rows written with it
+
     def convert(i: int, rec: dict) -> dict:
+        if spec.unique_ids and spec.id_column and rec.get(spec.id_column) is not None:
+            first = first_index.setdefault(str(rec[spec.id_column]), i)
+            if first != i:
+                raise BadRecord("duplicate id", f"{spec.id_column}={rec[spec.id_column]} already at index {first}")
         imageless = spec.imageless is not None and spec.imageless(rec)
-        images = record_images(rec, args.max_pixels, base_dir, required=not imageless)
+        images = record_images(rec, args.max_pixels, base_dir, required=not imageless, image_rules=image_options(args))
         if paper:
             parsed = paper_parsed(spec, rec)
             content = paper_module().paper_content(parsed.question, len(images))
@@ -115,12 +131,14 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
             index=i,
             source_id=str(rec.get(spec.id_column, i)) if spec.id_column else str(i),
             question=parsed.question,
-            answer=parsed.ground_truth,
+            answer=parsed.ground_truth if parsed.source_answer is None else parsed.source_answer,
             question_type=parsed.question_type,
             options=parsed.options,
             problem_version=str(rec.get("problem_version") or ""),
         )
         summary.repair("test", parsed.repairs + [REPAIR_NO_IMAGE] * (not images))
+        for warning in parsed.warnings:
+            warned.setdefault(warning, []).append(row["extra_info"]["source_id"])
         return row
 
     def record_id(i: int, rec: dict) -> str:
@@ -138,6 +156,9 @@ def prepare_eval(spec: MathEvalSpec, args: argparse.Namespace) -> Summary:
         total=total,
         file_name="test",
     )
+    for warning, ids in warned.items():
+        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        summary.notes.append(f"warning: {warning}: {len(ids)} ({spec.id_column or 'index'} {shown})")
     if paper and spec.paper_keep and outside[0]:
         summary.notes.append(f"{outside[0]} records outside the authors' set ({spec.paper_keep}) left out")
     if paper:

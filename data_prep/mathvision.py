@@ -7,7 +7,8 @@ Columns used: ``id``, ``question`` (its ``<image1>`` markers are dropped; the im
 
 Real records handled: a question that is only ``<image1>`` (the question is drawn in the image: the prompt asks
 to answer the question shown), LaTeX escapes eaten by JSON (``\\x0crac{36}{13}`` -> ``\\frac{36}{13}``), literal
-``\\n`` in question text; each repair is counted in the summary.
+``\\n`` in question text; each repair is counted in the summary. A repeated ``id`` is a bad record (``duplicate id``:
+an error, or with ``--skip-bad`` a counted skip).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SPEC = MathEvalSpec(
     parse=parse,
     id_column="id",
     paper_item="mathvision_item",
+    unique_ids=True,
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -11,6 +12,16 @@ from collections.abc import Sequence
 def fold_label(label: str) -> str:
     """Canonical label spelling: lower case, single spaces."""
     return " ".join(str(label).replace("_", " ").split()).lower()
+
+
+def invisible_characters(label: str) -> list[str]:
+    """The invisible characters of ``label`` (format and control characters other than white space: a right-to-left
+    mark, a zero-width space, a byte-order mark...), as ``U+200F (RIGHT-TO-LEFT MARK)``."""
+    return [
+        f"U+{ord(c):04X} ({unicodedata.name(c, 'unnamed')})"
+        for c in dict.fromkeys(str(label))
+        if unicodedata.category(c) in ("Cf", "Cc", "Co", "Cs", "Cn") and not c.isspace()
+    ]
 
 
 def stratified_sample(labels: Sequence[str], size: int | None, seed: int) -> list[int]:

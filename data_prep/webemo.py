@@ -33,9 +33,20 @@ DOWNLOAD = (
 )
 
 
+def read_text(path: Path, what: str) -> str:
+    """``path`` as UTF-8 text; missing, unreadable or not UTF-8 is a :class:`PrepError` naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PrepError(f"{path}: missing; {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrepError(f"{path}: cannot read it as UTF-8 text: {exc}") from None
+
+
 def read_hierarchy(path: Path) -> list[tuple[str, str, str]]:
     """``category.txt``: ``(fine label, basic emotion, polarity)`` in label-index order."""
-    entries = _HIERARCHY_ENTRY.findall(path.read_text(encoding="utf-8"))
+    text = read_text(path, "the release layout (test.txt) needs the release's category.txt beside it")
+    entries = _HIERARCHY_ENTRY.findall(text)
     if not entries:
         raise PrepError(f"{path}: no (fine, basic, polarity) entries found")
     return entries
@@ -49,7 +60,7 @@ def read_release(root: Path, args: argparse.Namespace, summary: Summary) -> list
     hierarchy = read_hierarchy(root / "category.txt")
     items = []
     not_downloaded = 0
-    for number, line in enumerate(index_file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(index_file, DOWNLOAD).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()

@@ -3,7 +3,9 @@
 Rows are buffered and flushed as one parquet row group when the buffer holds ``--chunk-rows`` rows or
 ``--chunk-mb`` megabytes of row data (images included), whichever comes first: memory stays flat in the number
 of rows *and* in image size. A split is written to a temporary file in the output folder and renamed into place
-only when complete.
+only when complete; temporary files of the same split left by killed runs are removed first. A split that would
+have no rows is refused (a :class:`PrepError` naming what was read and skipped), and so is a failed write (a full
+disk): the previous file stays.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from data_prep.rows import SCHEMA, BadRecord, row_nbytes
+from mapo_verl.atomic_io import remove_stale_temps, temp_name
 
 DEFAULT_CHUNK_ROWS = 256
 DEFAULT_CHUNK_MB = 64
@@ -73,37 +77,46 @@ def write_split(
     """Convert ``records`` to rows and write ``OUT/<file_name or split>.parquet`` in row groups, atomically.
 
     A :class:`BadRecord` stops the split with a :class:`PrepError` naming the split and the record (and no
-    output for the split), or, with ``--skip-bad``, is counted in the summary and skipped.
+    output for the split), or, with ``--skip-bad``, is counted in the summary and skipped. No rows at all, or a
+    failed write, is a :class:`PrepError` too (the previous file, if any, stays).
     """
-    out_dir = summary.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / f"{file_name or split}.parquet"
-    tmp = out_dir / f".{final.name}.{os.getpid()}.tmp"
+    final = summary.out_dir / f"{file_name or split}.parquet"
+    where = f"{summary.name} split {split!r}"
+    with _writing(where, final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final)
+    tmp = temp_name(final)
     skipped = summary.skipped[final.stem]
     chunk_rows = args.chunk_rows
     chunk_bytes = int(getattr(args, "chunk_mb", DEFAULT_CHUNK_MB) * 2**20)
-    written = 0
+    read = written = 0
     buffer: list[dict] = []
     buffered_bytes = 0
-    writer = pq.ParquetWriter(tmp, SCHEMA)
+    try:
+        with _writing(where, final):
+            writer = pq.ParquetWriter(tmp, SCHEMA)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     bar = tqdm(total=total, desc=f"{summary.name}/{split}", unit="rows", disable=args.no_progress, mininterval=0.5)
 
     def flush() -> None:
         nonlocal written, buffered_bytes
-        writer.write_table(pa.Table.from_pylist(buffer, schema=SCHEMA))
+        with _writing(where, final):
+            writer.write_table(pa.Table.from_pylist(buffer, schema=SCHEMA))
         written += len(buffer)
         buffer.clear()
         buffered_bytes = 0
 
     try:
         for i, record in enumerate(records):
+            read += 1
             try:
                 row = convert(i, record)
             except BadRecord as exc:
                 if not args.skip_bad:
                     raise PrepError(
-                        f"{summary.name} split {split!r}, record {record_id(i, record)}: {exc} "
-                        "(pass --skip-bad to skip such records)"
+                        f"{where}, record {record_id(i, record)}: {exc} (pass --skip-bad to skip such records)"
                     ) from exc
                 skipped[exc.reason] += 1
             else:
@@ -114,13 +127,34 @@ def write_split(
                 flush()
         if buffer:
             flush()
-        writer.close()
-        os.replace(tmp, final)
+        if written == 0:
+            raise PrepError(f"{where}: no rows to write, {final} not written ({_why_empty(read, skipped)})")
+        with _writing(where, final):
+            writer.close()
+            os.replace(tmp, final)
     except BaseException:
-        writer.close()
+        with suppress(OSError):
+            writer.close()
         tmp.unlink(missing_ok=True)
         raise
     finally:
         bar.close()
     summary.written[final.stem] = written
     return final
+
+
+def _why_empty(read: int, skipped: Counter) -> str:
+    """What was read and skipped, for the error of a split with no rows."""
+    if read == 0:
+        return "the source split has 0 records"
+    detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(skipped.items()))
+    return f"all {read} records read were skipped ({detail})"
+
+
+@contextmanager
+def _writing(where: str, final: Path) -> Iterator[None]:
+    """An ``OSError`` while writing ``final`` (a full disk, a read-only folder) as a :class:`PrepError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise PrepError(f"{where}: cannot write {final}: {exc}") from exc

@@ -375,10 +375,12 @@ def check_router_scores(cfg: Any, report: CheckResult, settings: Any, group_size
         )
 
 
-def _parquet_columns(path: str) -> list[str]:
+def _parquet_columns_and_rows(path: str) -> tuple[list[str], int]:
+    """A parquet file's column names and row count, from its footer (no data is read)."""
     import pyarrow.parquet as pq
 
-    return list(pq.read_schema(path).names)
+    metadata = pq.read_metadata(path)
+    return list(metadata.schema.to_arrow_schema().names), metadata.num_rows
 
 
 def _prepare_hint(path: str) -> str:
@@ -391,36 +393,65 @@ def _prepare_hint(path: str) -> str:
 
 
 def check_data(cfg: Any, report: CheckResult) -> None:
-    """Train and validation parquet files exist and have the prompt/image columns the config names."""
+    """Train and validation parquet files exist, have the prompt/image columns the config names, and rows: verl
+    stops on an empty validation set, and on a training set smaller than one batch (its train loader drops the
+    last incomplete batch, so it would have no step at all)."""
     image_key = str(_select(cfg, "data.image_key", "images"))
     prompt_key = str(_select(cfg, "data.prompt_key", "prompt"))
     reward_key = str(_select(cfg, "data.reward_fn_key", "data_source"))
     needed = [prompt_key, image_key, reward_key, "reward_model"]
     for key in ("data.train_files", "data.val_files"):
         files = _files(_select(cfg, key))
-        if not files:
-            report.fail(f"{key} is empty")
-        for f in files:
-            if "://" in f and not f.startswith("file://"):
-                report.info(f"{key}: {f} is remote; not checked")
-                continue
-            local = os.path.expanduser(f.removeprefix("file://"))
-            if not os.path.isfile(local):
-                report.fail(f"{key}: {local} does not exist ({_prepare_hint(local)})")
-                continue
-            try:
-                columns = _parquet_columns(local)
-            except Exception as err:
-                report.fail(f"{key}: {local} is not a readable parquet file: {err}")
-                continue
-            missing = [c for c in needed if c not in columns]
-            if missing:
-                report.fail(
-                    f"{key}: {local} lacks column(s) {', '.join(missing)} named by data.prompt_key={prompt_key}, "
-                    f"data.image_key={image_key}, data.reward_fn_key={reward_key}; it has {', '.join(columns)}"
-                )
-            else:
-                report.ok(f"{key}: {local} ({prompt_key}, {image_key}, {reward_key}, reward_model)")
+        rows: dict[str, int] = {}  # local file -> its row count
+        check_files(key, files, needed, report, rows)
+        check_rows(cfg, key, rows, all_read=len(rows) == len(files), report=report)
+
+
+def check_rows(cfg: Any, key: str, rows: dict[str, int], all_read: bool, report: CheckResult) -> None:
+    """No file of ``key`` without rows; the training files together hold at least ``data.train_batch_size`` rows
+    (checked when every file could be read)."""
+    for local, count in rows.items():
+        if count == 0:
+            report.fail(f"{key}: {local} has 0 rows ({_prepare_hint(local)})")
+    if key != "data.train_files" or not all_read or not rows:
+        return
+    batch = int(_select(cfg, "data.train_batch_size", 1) or 1)
+    total = sum(rows.values())
+    if 0 < total < batch:
+        where = ", ".join(f"{local} ({count})" for local, count in rows.items())
+        report.fail(
+            f"{key}: {total} row(s) in all ({where}), fewer than one batch of data.train_batch_size={batch}: verl's "
+            "train loader drops the incomplete batch and has no step to run; prepare more rows or lower "
+            "data.train_batch_size"
+        )
+
+
+def check_files(key: str, files: list[str], needed: list[str], report: CheckResult, rows: dict[str, int]) -> None:
+    """Each local file of ``key`` exists and has the ``needed`` columns; its row count goes into ``rows``."""
+    prompt_key, image_key, reward_key = needed[:3]
+    if not files:
+        report.fail(f"{key} is empty")
+    for f in files:
+        if "://" in f and not f.startswith("file://"):
+            report.info(f"{key}: {f} is remote; not checked")
+            continue
+        local = os.path.expanduser(f.removeprefix("file://"))
+        if not os.path.isfile(local):
+            report.fail(f"{key}: {local} does not exist ({_prepare_hint(local)})")
+            continue
+        try:
+            columns, rows[local] = _parquet_columns_and_rows(local)
+        except Exception as err:
+            report.fail(f"{key}: {local} is not a readable parquet file: {err}")
+            continue
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            report.fail(
+                f"{key}: {local} lacks column(s) {', '.join(missing)} named by data.prompt_key={prompt_key}, "
+                f"data.image_key={image_key}, data.reward_fn_key={reward_key}; it has {', '.join(columns)}"
+            )
+        else:
+            report.ok(f"{key}: {local}, {rows[local]} rows ({prompt_key}, {image_key}, {reward_key}, reward_model)")
 
 
 def check_model(cfg: Any, report: CheckResult) -> None:

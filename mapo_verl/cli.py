@@ -2,7 +2,8 @@
 
 ``explain``  one group's rewards -> p, lambda(p) and each response's GRPO, APD and MAPO advantage.
 ``doctor``   is ``mapo`` registered where verl computes advantages? (fresh interpreter, Ray workers); the GPU
-             stack (torch, CUDA, vLLM, flash-attn, transformers) against verl's pins
+             stack (torch, CUDA, vLLM, flash-attn, transformers) against verl's pins; the model families of the
+             shipped configs that the installed verl, transformers (and vLLM) support
 ``check``    pre-flight: compose a training config as main_ppo does and validate it without GPUs.
 ``report``   verl's logs to the paper's tables (:mod:`mapo_verl.report`).
 """
@@ -276,6 +277,10 @@ def doctor(ray_check: bool = True, ray_address: str | None = None, versions_only
             say(ok, line)
     else:
         say(None, "no vLLM installed (a CPU development install): the GPU stack checks are skipped (--versions)")
+    from mapo_verl.model_families import support_lines
+
+    for ok, line in support_lines():  # the model families of the shipped configs
+        say(ok, line)
     if versions_only:
         print("the stack matches verl's pins" if not problems else f"{len(problems)} problem(s)")
         return 0 if not problems else 1

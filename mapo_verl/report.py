@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mapo_verl.atomic_io import atomic_write, write_text
+from mapo_verl.atomic_io import atomic_write, unwritable_dir, write_text
 from mapo_verl.data_sources import DATA_SOURCES, MATHVERSE_VERSIONS
 from mapo_verl.verl_log import TRAINING_STEP_KEY, as_record, load_json
 
@@ -362,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.step not in ("last", "best") and not args.step.isdigit():
         parser.error(f"--step must be last, best or a step number, not {args.step!r}")
+    problem = unwritable_dir(args.out)
+    if problem:
+        print(f"error: --out: {problem}", file=sys.stderr)
+        return 2
     try:
         runs = [load_run(spec) for spec in args.runs]
         header, rows = build_table(runs, args.step)

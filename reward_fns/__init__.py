@@ -5,7 +5,8 @@
 * :mod:`reward_fns.router` -- one ``compute_score`` that dispatches on ``data_source``; point verl at
   ``reward.custom_reward_function.path=pkg://reward_fns.router`` and ``name=compute_score``.
 
-Every ``compute_score`` returns ``{"score", "acc", "format"}`` and never raises on any response string.
+Every ``compute_score`` returns ``{"score", "acc", "format", "scorer_timeout"}`` and never raises on any response
+string; its slow steps are bounded by a per-call time limit (:mod:`reward_fns.time_limit`).
 """
 
 from reward_fns.common import DEFAULT_FORMAT_WEIGHT, compose_score, extract_last_boxed, has_think_then_boxed

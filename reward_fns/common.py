@@ -12,10 +12,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from reward_fns import time_limit as limits
+
 #: Weight of the format term. ``score = (1 - w) * acc + w * format``; verl's geo3k and EasyR1 use 0.1.
 DEFAULT_FORMAT_WEIGHT = 0.1
 #: The longest ``\boxed{...}`` content that counts as an answer; longer (or unclosed) boxes yield no answer.
 MAX_ANSWER_CHARS = 2048
+#: The key every reward result carries: 1.0 when a slow step of the scorer (sympy, mathruler, math-verify) gave
+#: no verdict within the per-call time limit (:mod:`reward_fns.time_limit`) and the answer was scored as wrong.
+TIMEOUT_KEY = "scorer_timeout"
 #: How many trailing ``\boxed`` occurrences are inspected to find one followed by ``{``.
 _MAX_BOXED_PROBES = 16
 
@@ -146,8 +151,10 @@ def compose_score(acc: float, fmt: float, format_weight: float = DEFAULT_FORMAT_
 
 def verl_reward(score: Callable[[Any, Any, Any], tuple[float, float]], doc: str) -> Callable[..., dict[str, float]]:
     """verl's custom-reward function over a scorer ``score(solution_str, ground_truth, extra_info) -> (acc, format)``:
-    ``compute_score(data_source, solution_str, ground_truth, extra_info, format_weight, **kwargs)`` returning
-    :func:`compose_score`'s ``{"score", "acc", "format"}`` (the scorers never raise)."""
+    ``compute_score(data_source, solution_str, ground_truth, extra_info, format_weight, time_limit, **kwargs)``
+    returning :func:`compose_score`'s ``{"score", "acc", "format"}`` plus :data:`TIMEOUT_KEY` (the scorers never
+    raise). The scorer's slow steps share one :class:`reward_fns.time_limit.Deadline` of ``time_limit`` seconds
+    (the kwarg, else ``$MAPO_REWARD_TIME_LIMIT``, else 2 s)."""
 
     def compute_score(
         data_source: Any = None,
@@ -155,10 +162,14 @@ def verl_reward(score: Callable[[Any, Any, Any], tuple[float, float]], doc: str)
         ground_truth: Any = "",
         extra_info: Any = None,
         format_weight: float = DEFAULT_FORMAT_WEIGHT,
+        time_limit: float | None = None,
         **kwargs: Any,
     ) -> dict[str, float]:
-        acc, fmt = score(solution_str, ground_truth, extra_info)
-        return compose_score(acc, fmt, format_weight)
+        with limits.Deadline(time_limit) as call:
+            acc, fmt = score(solution_str, ground_truth, extra_info)
+        result = compose_score(acc, fmt, format_weight)
+        result[TIMEOUT_KEY] = 1.0 if call.failures else 0.0
+        return result
 
     compute_score.__doc__ = doc
     return compute_score

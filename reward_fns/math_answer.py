@@ -14,8 +14,9 @@ Rules:
   leading quantity name, percent, thousands separators, exact numbers and fractions against decimals, compass
   bearings such as ``090° T`` or ``N 53° E``); when that reading cannot decide, mathruler's ``grade_answer`` and
   then math-verify compare the values (``\\sqrt{12}`` == ``2\\sqrt{3}``). Symbolic checks only run on short
-  answers with no power towers, huge exponents or factorials, so sympy cannot hang; math-verify's own signal
-  timeouts are used when called from the main thread.
+  answers with no power towers, huge exponents, factorials, binomials or Gamma (:func:`_symbolic_safe`), and
+  then in a worker process under the per-call time limit (:mod:`reward_fns.time_limit`, default 2 s): an answer
+  whose check overruns it scores as wrong, with ``scorer_timeout`` = 1.0.
 * ``format`` is the think-then-boxed structure (:func:`reward_fns.common.has_think_then_boxed`).
 * ``score = (1 - w) * acc + w * format`` with ``format_weight`` ``w`` (default 0.1): exactly ``1.0`` means correct
   and well formatted, MAPO's default success threshold.
@@ -45,20 +46,24 @@ from reward_fns.common import (
     unwrap_text,
     verl_reward,
 )
+from reward_fns.time_limit import call_bounded
 
 #: Answers longer than this are compared as strings only (no sympy).
 MAX_SYMBOLIC_CHARS = 64
 
 _GT_LETTER = re.compile(r"\(?([A-Z])\)?\.?")
-# sympy has no timeout off the main thread, and (x+y+z+1)^{50}, 9^{9^{9}}, \tan^{99}(x) or 1000! take seconds to
-# minutes: symbolic checks only run for exponents that are one digit or one letter (digits summing to at most 9,
-# at most two powers), at most two distinct variables and two subscripts, and no factorials, integrals, sums,
-# products or limits.
+# (x+y+z+1)^{50}, 9^{9^{9}}, \tan^{99}(x), 1000!, 1e999999, 2**999999999, \Gamma(9999999) or \dbinom{9999999}{4999999}
+# take sympy seconds to minutes: symbolic checks only run for exponents that are one digit or one letter (digits
+# summing to at most 9, at most two powers), at most two distinct variables and two subscripts, and no
+# factorials, binomials, Gamma or zeta, integrals, sums, products or limits. The worker's time limit is the
+# backstop for what this misses (tests/data/sympy_traps.json lists what it must catch).
 _UNSAFE = re.compile(
     r"\^\s*\{(?!\s*[-+]?[0-9a-zA-Z]\s*\})"  # a braced exponent that is not one (signed) digit or letter
     r"|\^\s*[-+]?\d{2}"  # a bare exponent of two or more digits
     r"|\^\s*\\"  # an exponent that is a command (\frac, \sqrt...)
-    r"|!|\\(?:int|sum|prod|lim|binom|choose)"
+    r"|\*\s*\*"  # Python's power operator, which sympy's parser reads
+    r"|\d\s*[eE]\s*[-+]?\s*\d{3}"  # scientific notation with an exponent of three or more digits
+    r"|!|\\(?:[oi]*int|sum|prod|lim|[dt]?binom|choose|(?:var)?Gamma|zeta|psi|operatorname|mathop)"
 )
 _COMMAND = re.compile(r"\\[a-zA-Z]+")
 _EXPONENT_DIGIT = re.compile(r"\^\s*\{?\s*[-+]?(\d)")
@@ -130,8 +135,8 @@ def _math_verify_equal(pred: str, truth: str) -> bool:
         from math_verify import verify
     except ImportError:  # pragma: no cover - math-verify is a dependency; degrade to mathruler only
         return False
-    # math-verify's timeouts use signal.alarm, which only works on the main thread; verl calls rewards from
-    # executor threads, where the _symbolic_safe guard is what keeps sympy bounded.
+    # math-verify's timeouts use signal.alarm, which only works on the main thread (a reward worker's, where the
+    # worker's kill at the reward call's time limit comes sooner anyway).
     on_main = threading.current_thread() is threading.main_thread()
     timeout = 5 if on_main else None
     try:
@@ -146,10 +151,36 @@ def _math_verify_equal(pred: str, truth: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def _symbolic_equal(pred: str, truth: str) -> bool:
-    # Cached: the n rollouts of one prompt share its ground truth and often box the same answer.
+    """mathruler, then math-verify: run in a reward worker process (:func:`_bounded_symbolic_equal`)."""
     return _mathruler_equal(pred, truth) or _math_verify_equal(pred, truth)
+
+
+def warm_up() -> None:
+    """Import and exercise the symbolic checkers once (a new reward worker runs this before its first call)."""
+    _symbolic_equal("\\frac{6}{2}", "3")
+    _symbolic_equal("\\sqrt{12}", "2\\sqrt{3}")
+
+
+#: Finished symbolic verdicts, ``(pred, truth) -> equal``: the n rollouts of one prompt share its ground truth and
+#: often box the same answer. Overruns are not kept (a busy machine may slow a check that fits the limit).
+_VERDICTS: dict[tuple[str, str], bool] = {}
+_MAX_VERDICTS = 1 << 16
+
+
+def _bounded_symbolic_equal(pred: str, truth: str) -> bool:
+    """:func:`_symbolic_equal` within the reward call's time limit; an overrun is ``False`` (and recorded)."""
+    key = (pred, truth)
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        outcome = call_bounded(_symbolic_equal, pred, truth)
+        if outcome.timed_out:
+            return False
+        verdict = bool(outcome.value)
+        if len(_VERDICTS) >= _MAX_VERDICTS:
+            _VERDICTS.clear()
+        _VERDICTS[key] = verdict
+    return verdict
 
 
 def answers_match(pred: str, truth: str) -> bool:
@@ -164,7 +195,7 @@ def answers_match(pred: str, truth: str) -> bool:
     pred, truth = symbolic_operands(pred, truth)
     if not (_symbolic_safe(pred) and _symbolic_safe(truth)):
         return False
-    return _symbolic_equal(pred, truth)
+    return _bounded_symbolic_equal(pred, truth)
 
 
 def choice_match(pred: str, truth_letter: str, options: Sequence[str]) -> bool:
@@ -172,7 +203,9 @@ def choice_match(pred: str, truth_letter: str, options: Sequence[str]) -> bool:
 
     A letter beyond the options (``I have`` among two options) is read as text. Text picks the option whose
     text it equals after folding spacing, ``$``, degree signs and case; failing that, the one option whose
-    value it matches (``30^\\circ`` for ``30°``, ``9.4`` for ``9.4 cm``); matching several options picks none.
+    value it matches (``30^\\circ`` for ``30°``, ``9.4`` for ``9.4 cm``, ``53° T`` for ``053 ^\\circ T``);
+    matching several different options picks none, while options that repeat the correct one verbatim (MathVista
+    781: ``18``, ``18``) are that one answer.
     """
     index = ord(truth_letter) - ord("A")
     letter = option_letter(pred)
@@ -184,12 +217,13 @@ def choice_match(pred: str, truth_letter: str, options: Sequence[str]) -> bool:
         return 0 <= index < len(options) and options[picked].strip() == options[index].strip() != ""
     if not 0 <= index < len(options):
         return False
+    correct = options[index].strip()
     key = option_key(pred)
     exact = [i for i, option in enumerate(options) if option.strip() and option_key(option) == key]
     if exact:
-        return exact == [index]
+        return index in exact and all(options[i].strip() == correct for i in exact)
     by_value = [i for i, option in enumerate(options) if option.strip() and forms_match(pred, option)]
-    return by_value == [index]
+    return index in by_value and all(options[i].strip() == correct for i in by_value)
 
 
 def score_answer(solution_str: Any, ground_truth: Any, extra_info: Any = None) -> tuple[float, float]:

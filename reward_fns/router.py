@@ -1,7 +1,8 @@
 """One verl ``compute_score`` for runs that mix datasets: dispatch on ``data_source``.
 
 Use it with ``reward.custom_reward_function.path=pkg://reward_fns.router`` and ``name=compute_score``;
-``reward.custom_reward_function.reward_kwargs.format_weight`` sets the format weight for both task kinds.
+``reward.custom_reward_function.reward_kwargs.format_weight`` sets the format weight for both task kinds, and
+``...reward_kwargs.time_limit`` the seconds one call may take (:mod:`reward_fns.time_limit`, default 2).
 """
 
 from __future__ import annotations

@@ -54,7 +54,12 @@ LONGEST_FIRST = (
     "e2e/test_smoke_e2e.py",
 )
 #: files that use another file's session fixture run in that file's group (one worker builds the fixture once)
-SHARED_GROUPS = {"e2e/test_readme_smoke_sample.py": "e2e/test_smoke_e2e.py"}  # smoke_mapo
+SHARED_GROUPS = {
+    "e2e/test_readme_smoke_sample.py": "e2e/test_smoke_e2e.py",  # smoke_mapo
+    "e2e/test_loggers.py": "e2e/test_qwen3_vl_smoke.py",  # smoke_qwen3_vl
+    # one vLLM job at a time (the memory budget): after the other vLLM runs on the same worker, never waiting
+    "e2e/test_qwen3_vl_vllm_smoke.py": "e2e/test_vllm_smoke.py",
+}
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:

@@ -26,6 +26,8 @@ PYTHON = sys.executable
 SHIPPED = {
     **{f"{a}_{d}_qwen2_5_vl_7b": 8 for a in ("mapo", "grpo", "dapo") for d in ("geo3k", "emoset")},
     "mapo_geo3k_qwen2_5_vl_3b_small": 4,
+    **{f"{a}_{d}_qwen3_vl_8b": 8 for a in ("mapo", "grpo", "dapo") for d in ("geo3k", "emoset")},
+    "mapo_geo3k_qwen3_vl_4b": 4,
     "eval_math_qwen2_5_vl_7b": 8,
     "eval_emotion_qwen2_5_vl_7b": 8,
     "eval_math_paper_qwen2_5_vl_7b": 8,

@@ -20,7 +20,7 @@ def write_easyr1_emoset(root: Path, helpers) -> None:
         {"images": datasets.List(datasets.Image()), "problem": datasets.Value("string"),
          "course_grained": datasets.Value("string"), "answer": datasets.Value("string")}
     )  # fmt: skip
-    for split, n in (("train", 16), ("test", 8)):
+    for split, n in (("train", 512), ("test", 8)):  # the check wants one batch (train_batch_size=512) of rows
         rows = [
             {"images": [{"bytes": helpers.image_bytes(32, 32, seed=i), "path": None}], "problem": "<image>Emotion?",
              "course_grained": "positive", "answer": helpers.EMOSET_LABELS[i % 8]}

@@ -270,6 +270,39 @@ def smoke_vllm_broken_sync(tmp_path_factory, model_cache, vllm_python, memory_cl
     )
 
 
+#: the Qwen3-VL config its smoke trains (2 steps, validation, a checkpoint; tests/e2e/test_qwen3_vl_smoke.py)
+QWEN3_VL_CONFIG = "mapo_geo3k_qwen3_vl_8b"
+#: every dashboard backend at once beside verl's console and file loggers (tests/e2e/test_loggers.py reads them back)
+DASHBOARD_LOGGERS = "trainer.logger=[console,file,tensorboard,wandb,mlflow]"
+
+
+def dashboard_env(out: Path) -> dict[str, str]:
+    """Where each dashboard backend writes, everything inside the run's folder, and W&B offline: nothing is sent.
+    MLflow's store is SQLite (MLflow 3 refuses a folder store unless told to)."""
+    wandb_dir = out / "wandb_files"
+    return {
+        "TENSORBOARD_DIR": str(out / "tensorboard"),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(wandb_dir),
+        "WANDB_CACHE_DIR": str(wandb_dir / "cache"),
+        "WANDB_CONFIG_DIR": str(wandb_dir / "config"),
+        "WANDB_DATA_DIR": str(wandb_dir / "data"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{out / 'mlflow.db'}",
+    }
+
+
+@pytest.fixture(scope="session")
+def smoke_qwen3_vl(tmp_path_factory, model_cache, memory_claim) -> SmokeRun:
+    """``smoke --config mapo_geo3k_qwen3_vl_8b``: the tiny Qwen3-VL, 2 steps, validation before and after, a
+    checkpoint at step 2, logged to TensorBoard, W&B (offline) and MLflow as well: one trainer job serves the
+    Qwen3-VL smoke and the dashboards' tests (CI's time)."""
+    out = tmp_path_factory.mktemp("smoke_qwen3_vl") / "run"
+    memory = memory_claim("hf", f"smoke --config {QWEN3_VL_CONFIG} (tensorboard + wandb + mlflow)")
+    args = ("--config", QWEN3_VL_CONFIG, "--steps", "2", DASHBOARD_LOGGERS)
+    return run_smoke(out, model_cache, *args, extra_env=dashboard_env(out), memory=memory)
+
+
 # ------------------------------------------------------------------------------- the README's `make smoke` sample
 _PATH = re.compile(r"(?<![\w/])(/[\w.@+-]+)+/?")
 _DATA_SOURCE = re.compile(r" \(from .*\)$")

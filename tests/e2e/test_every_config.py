@@ -1,12 +1,14 @@
 """Every shipped config through verl's real trainer on CPU: ``python -m mapo_verl smoke --config NAME``.
 
 Each training config trains one step (no validation, no checkpoint: the default config's own smoke tests those,
-``test_smoke_e2e.py``) on the data it reads, built in each set's public layout and prepared by our preparers
+``test_smoke_e2e.py``, and ``mapo_geo3k_qwen3_vl_8b``'s, ``test_qwen3_vl_smoke.py``; those two train there) on the
+data it reads, built in each set's public layout and prepared by our preparers
 (:mod:`mapo_verl_cpu.fixtures.config_data`), with its own estimator and the shipped reward. Each ``eval_*`` config
 runs its ``trainer.val_only`` validation over a small set in each public layout, and ``python -m mapo_verl.report``
-turns the logs into the paper's table rows: one per set, ours and the authors' scorer, MathVerse per problem version.
+turns the logs into the paper's table rows: one per set, ours and the authors' scorer, MathVerse per problem version;
+``eval_math`` runs with the Qwen3-VL preset appended (the paper's evaluation with Qwen3-VL, docs/evaluation.md).
 
-Ten trainer jobs, two at a time (about 6.5 minutes on 2 cores; docs/cpu-smoke.md, "Every shipped config").
+Sixteen trainer jobs, two at a time (docs/cpu-smoke.md, "Every shipped config").
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ from mapo_verl_cpu.runners.spec import CONFIG_DIR, DEFAULT_CONFIG, override_key
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 EVAL = [name for name in SHIPPED if name.startswith("eval_")]
-#: the default config trains 2 steps, validates and checkpoints in test_smoke_e2e.py
-TRAINING = [name for name in SHIPPED if not name.startswith("eval_") and name != DEFAULT_CONFIG]
+#: configs trained elsewhere in the suite, 2 steps with validation and a checkpoint, by the same smoke command
+TRAINED_ELSEWHERE = {DEFAULT_CONFIG: "test_smoke_e2e.py", "mapo_geo3k_qwen3_vl_8b": "test_qwen3_vl_smoke.py"}
+TRAINING = [name for name in SHIPPED if not name.startswith("eval_") and name not in TRAINED_ELSEWHERE]
+#: eval configs validated with another model family's preset appended, as docs/evaluation.md tells users to
+FAMILY_PRESET = {"eval_math_qwen2_5_vl_7b": "+presets=qwen3_vl"}
 ONE_STEP = ("--steps", "1", "trainer.val_before_train=False", "trainer.test_freq=-1", "trainer.save_freq=-1")
 
 
@@ -47,7 +52,7 @@ def _config_yaml(name: str):
 
 
 def test_the_lists_cover_every_shipped_config():
-    assert DEFAULT_CONFIG in SHIPPED and len(EVAL) == 4 and len(TRAINING) == 6
+    assert set(TRAINED_ELSEWHERE) <= set(SHIPPED) and len(EVAL) == 4 and len(TRAINING) == 12
 
 
 @pytest.mark.slow
@@ -91,7 +96,8 @@ def jobs(request, tmp_path_factory, model_cache, smoke_runner, memory_claim):
     def run(name: str):
         out = tmp_path_factory.mktemp(name) / "run"
         one_step = (*ONE_STEP, f"trainer.rollout_data_dir={out / 'rollouts'}")  # verl's dump of the trained batch
-        args = ("--config", name, *(() if name in EVAL else one_step))
+        extra = ([FAMILY_PRESET[name]] if name in FAMILY_PRESET else []) if name in EVAL else list(one_step)
+        args = ("--config", name, *extra)
         memory = memory_claim("hf", f"smoke --config {name}")
         return smoke_runner(out, model_cache, *args, expect_success=False, memory=memory)
 
@@ -167,6 +173,9 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def test_eval_config_gives_the_papers_table_rows(name, jobs, tmp_path):
     run = _finished(jobs, name)
     assert run.training_steps() == {}, "a val_only run trained"
+    if FAMILY_PRESET.get(name) == "+presets=qwen3_vl":  # the paper's evaluation with Qwen3-VL (docs/evaluation.md)
+        assert "tiny Qwen3-VL (built and warm-started once, then cached)" in run.console
+        assert "Qwen3VLForConditionalGeneration contains" in (run.out / "main_ppo.log").read_text()
     generations = run.out / "checkpoints" / "val_generations"
     assert list(generations.glob("*.jsonl")), "no validation dump"
     report = tmp_path / "report"

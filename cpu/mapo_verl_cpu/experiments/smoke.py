@@ -2,8 +2,8 @@
 
 1. data: a hub-layout copy of Geometry3K, prepared by ``python -m data_prep.geo3k`` as a user would
    (:mod:`mapo_verl_cpu.fixtures.smoke_data`);
-2. model: a tiny Qwen2.5-VL built locally and warm-started on the reward's format, cached under
-   ``~/.cache/mapo-verl`` (``$MAPO_VERL_CACHE``) (:mod:`mapo_verl_cpu.fixtures.tiny_model`);
+2. model: a tiny Qwen2.5-VL (Qwen3-VL for a Qwen3-VL config) built locally and warm-started on the reward's format,
+   cached under ``~/.cache/mapo-verl`` (``$MAPO_VERL_CACHE``) (:mod:`mapo_verl_cpu.fixtures.tiny_families`);
 3. a :class:`~mapo_verl_cpu.runners.spec.RunSpec`: the shipped ``mapo_geo3k_qwen2_5_vl_7b`` config shrunk to the tiny
    model on the CPU platform with the chosen rollout backend (:mod:`mapo_verl_cpu.runners.rollouts`), run by a runner
    (:mod:`mapo_verl_cpu.runners.local`); verl's file logger writes ``OUT/metrics.jsonl``, checkpoints go to
@@ -20,6 +20,7 @@ Trailing ``key=value`` arguments are Hydra overrides passed to verl (they replac
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mapo_verl.atomic_io import unwritable_dir
 from mapo_verl.verl_log import METRICS_FILE
 from mapo_verl_cpu.runners import RUNNERS, Placement, RunnerError
 from mapo_verl_cpu.runners import run as run_with
@@ -125,10 +127,31 @@ def validate_args(args: argparse.Namespace) -> str | None:
         return "--nodes needs --launcher slurm or ray (the local launcher runs one node)"
     if args.nodes is not None and args.nodes < 1:
         return "--nodes must be >= 1"
+    if args.gpus_per_node < 1 or args.cpus_per_node < 1:
+        return f"--gpus-per-node ({args.gpus_per_node}) and --cpus-per-node ({args.cpus_per_node}) must be >= 1"
+    if args.warm_steps < 0:
+        return f"--warm-steps must be >= 0, got {args.warm_steps}"
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        return f"--timeout must be a positive number of seconds, got {args.timeout}"
+    problem = unwritable_dir(Path(args.out))
+    if problem:
+        return f"--out: {problem}"
     reason = ROLLOUTS[args.rollout].unavailable()
     if reason:
         return f"--rollout {args.rollout}: {reason}"
+    if args.estimator is not None:
+        known = verl_estimators()
+        if args.estimator not in known:
+            return f"--estimator {args.estimator}: not an advantage estimator of verl (known: {', '.join(known)})"
     return None
+
+
+def verl_estimators() -> list[str]:
+    """The advantage estimators verl knows after ``import verl`` (its registry, plug-ins included)."""
+    import verl  # noqa: F401  (loads the verl.plugins entry points: mapo)
+    from verl.trainer.ppo import core_algos
+
+    return sorted(set(core_algos.ADV_ESTIMATOR_REGISTRY) | {e.value for e in core_algos.AdvantageEstimator})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,7 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     from mapo_verl_cpu.fixtures.config_data import prepare_config_data
-    from mapo_verl_cpu.fixtures.tiny_model import build_tiny_model
+    from mapo_verl_cpu.fixtures.tiny_families import tiny_family_for
+
+    try:
+        tiny = tiny_family_for(args.config, args.overrides)  # the config's model family: Qwen2.5-VL or Qwen3-VL
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     start = time.monotonic()
     out = Path(args.out).resolve()
@@ -150,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir, source = data.data_dir, data.source
     log(f"data: {data_dir} (from {source})")
 
-    log("tiny Qwen2.5-VL (built and warm-started once, then cached) ...")
+    log(f"tiny {tiny.label} (built and warm-started once, then cached) ...")
     examples = data.examples()
-    model_dir = build_tiny_model(
+    model_dir = tiny.build(
         Path(args.cache_dir) if args.cache_dir else None, examples=examples, warm_steps=args.warm_steps
     )
     log(f"model: {model_dir} ({time.monotonic() - start:.0f} s so far)")
