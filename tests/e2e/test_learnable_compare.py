@@ -52,13 +52,17 @@ def comparison(tmp_path_factory, model_cache: Path, memory_claim) -> dict:
 def test_compare_writes_summary_table_and_plot(comparison: dict) -> None:
     out, summary = comparison["out"], comparison["summary"]
     runs = summary["runs"]
-    assert [(r["estimator"], r["seed"]) for r in runs] == [("mapo", 1), ("grpo", 1)]
+    assert [(r["arm"], r["estimator"], r["seed"]) for r in runs] == [("mapo", "mapo", 1), ("grpo", "grpo", 1)]
+    assert summary["arms"] == {
+        "mapo": {"estimator": "mapo", "overrides": []},
+        "grpo": {"estimator": "grpo", "overrides": []},
+    }
     for run in runs:
-        assert run["steps"] == STEPS
+        assert run["steps"] == STEPS and run["status"] == "ok"
         assert (out / run["metrics"]).is_file()
         assert [s for s, _ in run["val_acc"]] == list(range(0, STEPS + 1, TEST_FREQ))
         assert all(0.0 <= acc <= 1.0 for _, acc in run["val_acc"])
-    assert "| mapo | 1 |" in (out / "table.md").read_text()
+    assert "| mapo | mapo | tcr | 1 | 0 |" in (out / "table.md").read_text()
     assert "mean lambda" in (out / "table.md").read_text()
     if _has_matplotlib():
         assert (out / "curves.png").is_file()
@@ -77,7 +81,7 @@ def test_held_out_accuracy_rises_in_every_run(comparison: dict) -> None:
     for run in comparison["summary"]["runs"]:
         start, final = run["val_acc"][0][1], run["val_acc"][-1][1]
         assert final - start >= MIN_RISE, f"{run['estimator']} seed {run['seed']}: held-out {run['val_acc']}"
-    rises = {row["estimator"]: row["rise"][0] for row in comparison["summary"]["table"]}
+    rises = {row["arm"]: row["rise"]["mean"] for row in comparison["summary"]["table"]}
     assert all(rise >= MIN_RISE for rise in rises.values()), rises
 
 

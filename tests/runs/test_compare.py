@@ -24,7 +24,7 @@ from reward_fns.router import compute_score
 
 
 def _settings(**kw) -> compare.Settings:
-    base = dict(estimators=("mapo", "grpo"), seeds=(1, 2), steps=4, test_freq=2)
+    base = dict(arms=compare.parse_arms("mapo,grpo"), seeds=(1, 2), steps=4, test_freq=2)
     return compare.Settings(**{**base, **kw})
 
 
@@ -56,15 +56,6 @@ def _write_run(run_dir: Path, val: list[tuple[int, float]], scores: dict[int, li
         (run_dir / "validation" / f"{step}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
-def test_interval_uses_student_t() -> None:
-    mean, lo, hi = compare.interval([0.2, 0.4])
-    assert mean == pytest.approx(0.3)
-    assert hi - mean == pytest.approx(12.706 * 0.1414213562 / 1.4142135624, rel=1e-4)
-    assert mean - lo == pytest.approx(hi - mean)
-    assert compare.interval([0.5]) == (0.5, 0.5, 0.5)
-    assert all(v != v for v in compare.interval([]))  # NaN
-
-
 def test_steps_to_target_and_lambda() -> None:
     assert compare.steps_to_target([[0, 0.1], [4, 0.6], [8, 0.7]], 0.5) == 4
     assert compare.steps_to_target([[0, 0.1]], 0.5) is None
@@ -87,17 +78,17 @@ def test_reads_runs_and_writes_summary_table(tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["runs"] == summary["runs"]
     first = on_disk["runs"][0]
-    assert {"estimator", "seed", "steps", "metrics", "val_acc"} <= first.keys()
+    assert {"arm", "estimator", "overrides", "seed", "steps", "metrics", "val_acc"} <= first.keys()
     assert (tmp_path / first["metrics"]).is_file()  # relative to DIR
-    mapo_row = next(r for r in on_disk["table"] if r["estimator"] == "mapo")
-    assert mapo_row["rise"][0] == pytest.approx(0.4) and mapo_row["steps_to_target"] == [4]
+    mapo_row = next(r for r in on_disk["table"] if r["arm"] == "mapo")
+    assert mapo_row["rise"]["mean"] == pytest.approx(0.4) and mapo_row["steps_to_target"] == [4]
     table = (tmp_path / "table.md").read_text()
-    assert "| mapo | 1 |" in table and "| grpo | 1 |" in table
+    assert "| mapo | mapo | tcr | 1 |" in table and "| grpo | grpo | - | 1 |" in table
     # certainty side by side: mapo's step-1 groups p=0.25 and p=0 -> mean lambda (0.25 + 1) / 2; grpo's p=1 -> 1
     assert "0.625" in table and "1.000" in table
     # per question kind, from the validation dumps: mapo's colour 0 -> 1, count 0 throughout
     assert runs[0]["kinds"] == {"colour": [[0, 0.0], [2, 0.5], [4, 1.0]], "count": [[0, 0.0], [2, 0.0], [4, 0.0]]}
-    assert "| mapo | colour | 0.000 [0.000, 0.000] | 1.000 [1.000, 1.000] |" in table
+    assert "| mapo | colour | 0.000 (n/a: 1 seed) | 1.000 (n/a: 1 seed) |" in table
     assert compare.question_kind("<image>Find x.") == "other"
     pytest.importorskip("matplotlib")
     assert (tmp_path / "curves.png").stat().st_size > 1000
@@ -135,9 +126,12 @@ def test_certainty_follows_each_runs_mapo_settings(tmp_path: Path) -> None:
     )
     assert head in table
     assert "| 1 | 0.00 0.00 0.50 0.50 | 0.250 | 0.50 0.50 0.00 0.00 | 0.625 |" in table
-    # summary.json keeps its format
-    keys = {"estimator", "seed", "steps", "metrics", "val_acc", "kinds", "returncode", "seconds"}
-    assert all(r.keys() == keys for r in summary["runs"])
+    # summary.json's run records: compare.RUN_KEYS, the estimator kept beside the arm
+    assert all(list(r) == list(compare.RUN_KEYS) for r in summary["runs"])
+    assert [(r["arm"], r["estimator"], r["overrides"]) for r in summary["runs"]] == [
+        ("mapo", "mapo", []),
+        ("grpo", "grpo", []),
+    ]
 
 
 def test_mapo_settings_compose_each_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,7 +187,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_settings_quick_defaults_and_errors() -> None:
     s = compare.settings_of(_args("--quick"))
-    assert s.estimators == ("mapo", "grpo") and s.seeds == (1, 2) and s.steps == compare.QUICK["steps"]
+    assert [a.name for a in s.arms] == ["mapo", "grpo"] and s.seeds == (1, 2) and s.steps == compare.QUICK["steps"]
     with pytest.raises(ValueError, match="not a Hydra override"):
         compare.settings_of(_args("oops"))
     with pytest.raises(ValueError, match="--seeds"):
@@ -214,6 +208,7 @@ def test_parser_and_quick_preset_come_from_one_declaration() -> None:
         assert actions[knob.name].option_strings == ([] if knob.name == "overrides" else [f"--{flag}"])
         assert knob.metadata["help"] in actions[knob.name].help
     old_flags = "out estimators seeds steps test-freq quick backend config prompts n mini-batch lr warm-steps target"
+    old_flags += " arms reference negative-control positive-control"
     assert {f"--{f}" for f in (*old_flags.split(), "cache-dir", "timeout", "jobs")} <= set(
         parser._option_string_actions
     )
@@ -222,19 +217,20 @@ def test_parser_and_quick_preset_come_from_one_declaration() -> None:
     assert defaults == compare.Settings()
     for knob in fields(compare.Settings):
         text = knob.metadata["default"]
-        if knob.name != "overrides":  # each flag given its declared default changes nothing
+        if knob.name != "overrides" and text is not None:  # each flag given its declared default changes nothing
             assert compare.settings_of(_args(f"--{knob.name.replace('_', '-')}", str(text))) == defaults
-    assert (defaults.estimators, defaults.seeds) == (("mapo", "grpo"), (1, 2))
+    assert (defaults.arms, defaults.seeds) == ((compare.Arm("mapo", "mapo"), compare.Arm("grpo", "grpo")), (1, 2))
     # --quick: exactly the preset (the knobs marked quick), as if each of its flags were given
-    assert compare.QUICK == {"estimators": "mapo,grpo", "seeds": 2, "steps": 10, "test_freq": 5}
+    assert compare.QUICK == {"arms": "mapo,grpo", "seeds": 2, "steps": 10, "test_freq": 5}
     assert {k.name: k.metadata["default"] for k in fields(compare.Settings) if k.metadata["quick"]} == compare.QUICK
     spelled = [a for name, value in compare.QUICK.items() for a in (f"--{name.replace('_', '-')}", str(value))]
     quick = compare.settings_of(_args("--quick"))
     assert quick == compare.settings_of(_args(*spelled)) == defaults
     # given flags win over the preset; --test-freq left out stays within --steps
     s = compare.settings_of(_args("--quick", "--steps", "3", "--seeds", "1", "--estimators", "grpo"))
-    assert (s.estimators, s.seeds, s.steps, s.test_freq) == (("grpo",), (1,), 3, 3)
-    assert compare.settings_of(_args("--estimators", "")).estimators == ("mapo", "grpo")  # empty: left out
+    assert (s.arms, s.seeds, s.steps, s.test_freq) == ((compare.Arm("grpo", "grpo"),), (1,), 3, 3)
+    assert compare.settings_of(_args("--estimators", "")).arms == defaults.arms  # empty: left out
+    assert compare.settings_of(_args("--arms", "")).arms == defaults.arms
     every = compare.settings_of(
         _args(
             *("--backend", "gpu", "--config", "c", "--prompts", "4", "--n", "2", "--mini-batch", "2", "--lr", "0.5"),

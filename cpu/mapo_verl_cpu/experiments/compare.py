@@ -1,22 +1,28 @@
-"""``python -m mapo_verl compare``: estimators against each other through verl's trainer, over seeds, with bands.
+"""``python -m mapo_verl compare``: arms (estimators with their own overrides) through verl's trainer, paired seeds.
 
-For every estimator and seed (the same seeds for every estimator) one ``main_ppo`` run, one after another, each in
-``DIR/runs/<estimator>-s<seed>/`` (verl's file-logger ``metrics.jsonl``, the rollout dumps, ``main_ppo.log``).
-Validation runs before training and every ``--test-freq`` steps. The aggregation reads the logs with the report
-tool's readers (:mod:`mapo_verl.report`) and writes, atomically:
+An arm (:class:`Arm`, ``--arms``) is a name, an ``adv_estimator`` and Hydra overrides for its runs only (presets:
+:data:`ARM_PRESETS`; ``--estimators a,b`` is ``--arms a,b``). For every arm and seed (the same seeds for every arm)
+one ``main_ppo`` run, ``--jobs`` at a time, each in ``DIR/runs/<arm>-s<seed>/`` (verl's file-logger
+``metrics.jsonl``, the rollout dumps, ``main_ppo.log``). Validation runs before training and every ``--test-freq``
+steps. The aggregation reads the logs with the report tool's readers (:mod:`mapo_verl.report`), computes the
+statistics of :mod:`mapo_verl_cpu.experiments.statistics` over the completed runs (a failed or timed-out run is
+flagged and left out) and writes, atomically:
 
-* ``DIR/summary.json``: ``{"runs": [{"estimator", "seed", "steps", "metrics", "val_acc": [[step, acc], ...]}]}``
-  (``metrics`` relative to ``DIR``), plus the settings and the aggregate table;
-* ``DIR/table.md``: per estimator the held-out accuracy at the start and at the end (mean and 95% t-interval over
-  seeds), the rise, and the steps to reach ``--target``; then per-step certainty side by side (the share of groups
-  at each success ratio p, and the mean lambda(p) over groups, from the rollout dumps), p and lambda(p) by each
-  run's own ``algorithm.mapo.success_threshold`` and ``lambda_fn`` (its config composed as its ``main_ppo`` does);
-* ``DIR/curves.png`` (the ``plots`` extra): the curves, mean over seeds with a 95% band.
+* ``DIR/summary.json`` (format :data:`SUMMARY_FORMAT`): ``runs`` (per run :data:`RUN_KEYS`, ``metrics`` relative to
+  ``DIR``), ``settings``, ``arms`` (name -> estimator, overrides), ``table`` (per arm: start, final and area under
+  the held-out curve, rise: mean, 95% t interval clipped to [0, 1], ``n``), ``reference``, ``paired`` and
+  ``paired_area`` (arm -> difference from the reference paired by seed: mean, low, high, n) and ``controls``;
+* ``DIR/table.md``: those tables (``n/a`` where there is no interval: one seed, or seeds that all agree), per run
+  its status, final accuracy and area, per arm and question kind the held-out accuracy, then per-step certainty side
+  by side (the share of groups at each success ratio p, and the mean lambda(p) over groups, from the rollout dumps),
+  p and lambda(p) by each run's own ``algorithm.mapo`` settings (its config composed as its ``main_ppo`` does, the
+  arm's overrides included);
+* ``DIR/curves.png`` (the ``plots`` extra): the curves, per arm the mean over seeds with a 95% band.
 
 CPU (``--backend cpu``, the default): the shipped config shrunk to the tiny model, on the learnable ``shapes`` task
 (``python -m data_prep.shapes``), warm-started on the answer format with random answers. GPU clusters
 (``--backend gpu``): ``--config NAME`` and the trailing Hydra overrides go to every run unchanged, plus the
-estimator, the seeds, the step count and the logging.
+arm's estimator and overrides, the seeds, the step count and the logging.
 
 Each knob is declared once, as a field of :class:`Settings` or :class:`Invocation` (:func:`option`: its default,
 help and flag); the command line and the ``--quick`` preset (:data:`QUICK`) are built from those declarations.
@@ -28,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -42,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from mapo_verl.atomic_io import write_text
 from mapo_verl.supervise import ending_trees_on_sigterm
 from mapo_verl.verl_log import METRICS_FILE, TRAINING_STEP_KEY
+from mapo_verl_cpu.experiments.statistics import Estimate, curve_area, mean_interval, paired_difference
 from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec
 from mapo_verl_cpu.runners import Placement
 from mapo_verl_cpu.runners import run as run_with
@@ -52,6 +60,7 @@ from mapo_verl_cpu.runners.spec import (
     REPO_ROOT,
     RunSpec,
     bad_overrides,
+    override_key,
     tiny_overrides,
 )
 
@@ -96,16 +105,124 @@ def _first_seeds(count: int) -> tuple[int, ...]:
 #: runs at a time when ``--jobs`` is left out, per backend
 JOBS = {"cpu": 2, "gpu": 1}
 
+#: the CPU actor learning rate, ``--lr``'s default (every arm's, unless an arm overrides it)
+CPU_LR = 1e-3
+
+
+# ------------------------------------------------------------------------------------------------ the arms
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a comparison: a name (its runs' folders ``runs/<name>-s<seed>``), verl's ``adv_estimator`` and the
+    Hydra overrides given to this arm's runs only (after every other override, so they win)."""
+
+    name: str
+    estimator: str
+    overrides: tuple[str, ...] = ()
+
+
+#: named arms, ``NAME: ESTIMATOR[:override...]``; ``grpo-quarter-lr`` is the positive control of the CPU runs (a
+#: quarter of ``--lr``'s default, :data:`CPU_LR`: it learns more slowly)
+ARM_PRESETS: Mapping[str, str] = {
+    "grpo": "grpo",
+    "mapo": "mapo",
+    "mapo-permuted": "mapo:algorithm.mapo.lambda_assignment=permuted",
+    "apd": "mapo:algorithm.mapo.lambda_fn=one",
+    "grpo-quarter-lr": f"grpo:actor_rollout_ref.actor.optim.lr={CPU_LR / 4:g}",
+}
+#: presets whose overrides are tuned to the CPU backend's settings
+CPU_ONLY_PRESETS = frozenset({"grpo-quarter-lr"})
+#: an arm's name: a folder name on every filesystem (letters, digits, ``.``, ``_``, ``-``; not starting with either)
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ESTIMATOR_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def parse_arm(text: str) -> Arm:
+    """``NAME=ESTIMATOR[:key=value[:key=value...]]``, a bare ``ESTIMATOR[:...]`` (the arm named after it) or a
+    preset name (:data:`ARM_PRESETS`); ``ESTIMATOR`` may itself be a preset, whose overrides come first. ValueError
+    naming the arm for a bad name, estimator or override (an override's value cannot hold ``:`` or ``,``)."""
+    head, _, rest = text.partition(":")
+    name, has_name, estimator = head.partition("=")
+    if not has_name:
+        estimator = name
+    overrides = tuple(rest.split(":")) if rest else ()
+    if not ARM_NAME.fullmatch(name):
+        raise ValueError(
+            f"--arms: arm {text!r}: the name {name!r} must be letters, digits, '.', '_' or '-' (at most 64, starting "
+            "with a letter or digit): it names the runs' folders"
+        )
+    bad = bad_overrides(overrides) + [o for o in overrides if override_key(o) == "algorithm.adv_estimator"]
+    if bad:
+        raise ValueError(
+            f"--arms: arm {name}: {' '.join(repr(o) for o in bad)} is not an override of this arm (key=value, not "
+            "algorithm.adv_estimator: the estimator goes after NAME=)"
+        )
+    if estimator in ARM_PRESETS and ARM_PRESETS[estimator] != estimator:
+        preset = parse_arm(f"{estimator}={ARM_PRESETS[estimator]}")
+        return Arm(name, preset.estimator, (*preset.overrides, *overrides))
+    if not ESTIMATOR_NAME.fullmatch(estimator):
+        raise ValueError(
+            f"--arms: arm {name}: {estimator!r} is neither an estimator name nor a preset ({', '.join(ARM_PRESETS)})"
+        )
+    return Arm(name, estimator, overrides)
+
+
+def parse_arms(text: str) -> tuple[Arm, ...] | None:
+    """``--arms``: comma-separated :func:`parse_arm`; an empty flag is a flag left out. ValueError when two arms
+    share a name."""
+    arms = tuple(parse_arm(item) for item in text.split(",") if item) if text else ()
+    names = [arm.name for arm in arms]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"--arms: arm name(s) {', '.join(twice)} given twice: every arm needs its own name")
+    return arms or None
+
+
+def check_arm_overrides(arm: Arm) -> None:
+    """ValueError naming the arm when its ``algorithm.mapo.*`` overrides are not MAPO settings the plug-in accepts
+    (:func:`mapo_verl.verl_plugin.settings_from_config`: known keys, known ``lambda_fn``/``lambda_assignment``, numbers
+    in range); imports verl only for an arm that has such overrides."""
+    prefix = "algorithm.mapo."
+    knobs = {
+        override_key(o).removeprefix(prefix): o.split("=", 1)[1]
+        for o in arm.overrides
+        if override_key(o).startswith(prefix) and "=" in o
+    }
+    if not knobs:
+        return
+    from mapo_verl.verl_plugin import settings_from_config
+
+    try:
+        settings_from_config({"mapo": knobs})
+    except ValueError as err:
+        raise ValueError(f"--arms: arm {arm.name}: {err}") from None
+
+
+def reference_arm(settings: Settings) -> str:
+    """The arm paired differences are taken against: ``--reference``, else ``grpo`` when it is an arm, else the
+    first arm."""
+    names = [arm.name for arm in settings.arms]
+    if settings.reference:
+        return settings.reference
+    return "grpo" if "grpo" in names else names[0]
+
 
 @dataclass(frozen=True)
 class Settings:
     """What every run of one comparison shares (in ``summary.json``); each field is one knob (:func:`option`)."""
 
-    estimators: tuple[str, ...] = option(
-        "mapo,grpo", help_text="comma-separated adv_estimator names", cli=_names, quick=True
+    arms: tuple[Arm, ...] = option(
+        "mapo,grpo",
+        help_text="comma-separated arms: a preset (" + ", ".join(ARM_PRESETS) + "), an estimator, or "
+        "NAME=ESTIMATOR[:key=value...] with that arm's own Hydra overrides",
+        cli=parse_arms,
+        quick=True,
+    )
+    #: shorthand for ``--arms`` with bare estimator names: :func:`settings_of` turns it into ``arms`` (None here)
+    estimators: tuple[str, ...] | None = option(
+        None, type=str, help_text="comma-separated adv_estimator names: --arms of bare estimators", cli=_names
     )
     seeds: tuple[int, ...] = option(
-        2, help_text="seeds per estimator, 1..K, the same for all", cli=_first_seeds, quick=True
+        2, help_text="seeds per arm, 1..K, the same for all (paired by seed)", cli=_first_seeds, quick=True
     )
     steps: int = option(10, help_text="training steps per run", quick=True)
     #: left out, it is at most ``steps`` (:func:`settings_of`): every run validates at least once after training
@@ -118,11 +235,21 @@ class Settings:
     n: int = option(8, help_text="cpu: responses per prompt")
     #: prompts per PPO update (``actor.ppo_mini_batch_size``): 8 of 16 = two updates a step, as PPO does
     mini_batch: int = option(8, help_text="cpu: prompts per PPO update, a divisor of --prompts (8 of 16: two a step)")
-    lr: float = option(1e-3, help_text="cpu: actor learning rate, every estimator")
+    lr: float = option(CPU_LR, help_text="cpu: actor learning rate, every arm (unless it overrides it)")
     train_size: int = option(512, help_text="cpu: shapes training prompts (python -m data_prep.shapes)")
     test_size: int = option(64, help_text="cpu: shapes held-out prompts")
     warm_steps: int = option(300, help_text="cpu: steps of the answer-format warm start")
     target: float = option(0.5, help_text="held-out accuracy for 'steps to target'")
+    reference: str | None = option(
+        None, type=str, help_text="the arm the paired differences are taken against; left out: grpo, else the first"
+    )
+    negative_control: tuple[str, ...] | None = option(
+        None, type=str, help_text="A,B: two arms of identical settings; their difference's interval should cover 0",
+        cli=_names,
+    )  # fmt: skip
+    positive_control: str | None = option(
+        None, type=str, help_text="an arm known to be worse; its difference from --reference should exclude 0"
+    )
     overrides: tuple[str, ...] = option(
         (), help_text="Hydra overrides passed to every main_ppo run", cli=tuple, nargs="*"
     )
@@ -144,28 +271,12 @@ class Invocation:
     )
 
 
-#: ``--quick``: the knobs marked ``quick`` at their defaults, as the command line spells them (both estimators,
-#: 2 seeds each, two runs at a time): 593 s measured on 2 CPU cores (docs/learning.md)
+#: ``--quick``: the knobs marked ``quick`` at their defaults, as the command line spells them (the arms mapo and
+#: grpo, 2 seeds each, two runs at a time): 593 s measured on 2 CPU cores (docs/learning.md)
 QUICK: Mapping[str, Any] = {f.name: f.metadata["default"] for f in fields(Settings) if f.metadata["quick"]}
 
 
 # --------------------------------------------------------------------------------------------- statistics
-def interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student t interval (:func:`mapo_verl_cpu.experiments.study.tables.mean_ci`) as (mean, low, high).
-
-    One value: its interval is the value itself; none: NaNs.
-    """
-    import numpy as np
-
-    from mapo_verl_cpu.experiments.study.tables import mean_ci
-
-    if not values:
-        return math.nan, math.nan, math.nan
-    mean, half = (float(x) for x in mean_ci(np.asarray(values, dtype=float)))
-    half = 0.0 if len(values) == 1 else half
-    return mean, mean - half, mean + half
-
-
 def steps_to_target(val_acc: Sequence[Sequence[float]], target: float) -> int | None:
     """The first validation step whose accuracy is at least ``target``; None when never reached."""
     return next((int(step) for step, acc in val_acc if acc >= target), None)
@@ -275,15 +386,17 @@ def mapo_settings(spec: RunSpec) -> MapoSettings:
 def read_run(run_dir: Path, mapo: MapoSettings | None = None) -> dict:
     """One run's validation accuracy per step (mean over its validation sets) and training steps, via the report
     tool's readers, and per step each group's success ratio p (``p``) and lambda(p) (``lambdas``) by the run's own
-    MAPO settings ``mapo`` (:func:`mapo_settings`; None: the settings dataclass's defaults, ``MapoSettings()``)."""
+    MAPO settings ``mapo`` (:func:`mapo_settings`; None: the settings dataclass's defaults, ``MapoSettings()``), whose
+    ``lambda_fn`` and ``lambda_assignment`` the record keeps."""
     from mapo_verl.mixed_advantage import MapoSettings
     from mapo_verl.report import ReportError, load_run, validation_accuracy
 
     mapo = MapoSettings() if mapo is None else mapo
+    settings = {"lambda_fn": mapo.lambda_fn, "lambda_assignment": mapo.lambda_assignment}
     try:
         run = load_run(str(run_dir / METRICS_FILE))
     except ReportError:
-        return {"steps": 0, "val_acc": [], "score": [], "lambda": [], "p": {}, "lambdas": {}, "kinds": {}}
+        return {"steps": 0, "val_acc": [], "score": [], "lambda": [], "p": {}, "lambdas": {}, "kinds": {}, **settings}
     val_acc = []
     for step in sorted(run.steps):
         per_set = validation_accuracy(run, step=str(step))
@@ -299,87 +412,231 @@ def read_run(run_dir: Path, mapo: MapoSettings | None = None) -> dict:
         "p": p,
         "lambdas": {step: lambdas(ps, mapo.lambda_fn) for step, ps in p.items()},
         "kinds": kind_accuracy(run_dir / "validation"),
+        **settings,
     }
 
 
+ACCURACY = (0.0, 1.0)
+DIFFERENCE = (-1.0, 1.0)
+
+
+def arm_of(run: Mapping[str, Any]) -> str:
+    """A run record's arm (a record from before arms: its estimator)."""
+    return str(run.get("arm", run["estimator"]))
+
+
+def run_status(run: Mapping[str, Any]) -> str:
+    """``ok``, ``timed out`` (exit 124, :func:`main`'s mark), ``failed (exit N)`` or ``no validation``; only ``ok``
+    runs enter the means, intervals and pairs."""
+    code = int(run.get("returncode") or 0)
+    if code == 124:
+        return "timed out"
+    if code:
+        return f"failed (exit {code})"
+    return "ok" if run["val_acc"] else "no validation"
+
+
+def _completed(runs: Sequence[Mapping[str, Any]], arm: str) -> list[Mapping[str, Any]]:
+    return [r for r in runs if arm_of(r) == arm and run_status(r) == "ok"]
+
+
+def final_accuracy(run: Mapping[str, Any]) -> float:
+    """The held-out accuracy at the run's last validation."""
+    return float(run["val_acc"][-1][1])
+
+
+def lambda_label(run: Mapping[str, Any]) -> str:
+    """What lambda(p) a run's estimator used: ``tcr``, ``one, permuted``, ...; ``-`` for estimators other than
+    mapo (whose lambda(p) only describes the groups), ``n/a`` for a record without its MAPO settings."""
+    if run["estimator"] != "mapo":
+        return "-"
+    if "lambda_fn" not in run:
+        return "n/a"
+    return run["lambda_fn"] + (", permuted" if run.get("lambda_assignment") == "permuted" else "")
+
+
 def aggregate(runs: Sequence[dict], target: float) -> list[dict]:
-    """Per estimator: start and final held-out accuracy (mean, 95% interval), the rise, steps to ``target``."""
+    """Per arm, over its completed runs (:func:`run_status` ``ok``): held-out accuracy at the start and at the end,
+    the area under the held-out curve (:func:`~mapo_verl_cpu.experiments.statistics.curve_area`) and the rise (mean
+    and 95% t interval, :func:`~mapo_verl_cpu.experiments.statistics.mean_interval`, accuracies clipped to [0, 1]),
+    the worst rise, the steps to ``target``; the runs left out, with their seed and status."""
     table = []
-    for est in dict.fromkeys(r["estimator"] for r in runs):
-        mine = [r for r in runs if r["estimator"] == est and r["val_acc"]]
-        start = [r["val_acc"][0][1] for r in mine]
-        final = [r["val_acc"][-1][1] for r in mine]
+    for arm in dict.fromkeys(arm_of(r) for r in runs):
+        mine = [r for r in runs if arm_of(r) == arm]
+        ok = _completed(runs, arm)
+        start = [r["val_acc"][0][1] for r in ok]
+        final = [final_accuracy(r) for r in ok]
         rise = [f - s for s, f in zip(start, final, strict=True)]
-        reached = [steps_to_target(r["val_acc"], target) for r in mine]
+        areas = [a for a in (curve_area(r["val_acc"]) for r in ok) if a is not None]
         table.append(
             {
-                "estimator": est,
-                "runs": len(mine),
-                "start": interval(start),
-                "final": interval(final),
-                "rise": interval(rise),
-                "min_rise": min(rise, default=math.nan),
-                "steps_to_target": reached,
+                "arm": arm,
+                "estimator": mine[0]["estimator"],
+                "lambda": lambda_label(mine[0]),
+                "runs": len(ok),
+                "failed": [{"seed": r["seed"], "status": run_status(r)} for r in mine if run_status(r) != "ok"],
+                "start": mean_interval(start, ACCURACY).as_dict(),
+                "final": mean_interval(final, ACCURACY).as_dict(),
+                "area": mean_interval(areas, ACCURACY).as_dict(),
+                "rise": mean_interval(rise, DIFFERENCE).as_dict(),
+                "min_rise": min(rise, default=None),
+                "steps_to_target": [steps_to_target(r["val_acc"], target) for r in ok],
             }
         )
     return table
 
 
-def _ci(triple: Sequence[float]) -> str:
-    mean, lo, hi = triple
-    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if math.isfinite(mean) else "n/a"
+def paired(runs: Sequence[dict], reference: str, value: Callable[[Mapping[str, Any]], float | None]) -> dict:
+    """arm -> ``value(run) - value(reference's run)`` paired by seed over the seeds both completed (mean, 95% t
+    interval, ``n`` pairs: :func:`~mapo_verl_cpu.experiments.statistics.paired_difference`), for every arm but the
+    reference."""
+    by_seed = {
+        arm: {r["seed"]: v for r in _completed(runs, arm) if (v := value(r)) is not None}
+        for arm in dict.fromkeys(arm_of(r) for r in runs)
+    }
+    ref = by_seed.get(reference, {})
+    return {arm: paired_difference(mine, ref).as_dict() for arm, mine in by_seed.items() if arm != reference}
 
 
-def render_table(table: Sequence[dict], target: float) -> str:
-    """The Markdown table of :func:`aggregate`."""
+def controls(runs: Sequence[dict], reference: str, negative: Sequence[str] | None, positive: str | None) -> dict | None:
+    """``{"negative": [A, B], "positive": [C, reference]}`` with the paired difference of final held-out accuracy
+    of each pair and whether its interval covers 0 (negative: it should) or excludes it (positive: it should); None
+    when neither control is named. ``None`` for a verdict: no interval (fewer than two pairs, or no spread)."""
+    if not negative and not positive:
+        return None
+    result: dict[str, Any] = {"negative": list(negative) if negative else None}
+    result["positive"] = [positive, reference] if positive else None
+    for kind, pair in (("negative", negative), ("positive", [positive, reference] if positive else None)):
+        if pair:
+            finals = [{r["seed"]: final_accuracy(r) for r in _completed(runs, arm)} for arm in pair]
+            diff = paired_difference(finals[0], finals[1])
+            covers = diff.covers_zero()
+            result[f"{kind}_difference"] = diff.as_dict()
+            if kind == "negative":
+                result["negative_covers_zero"] = covers
+            else:
+                result["positive_excludes_zero"] = None if covers is None else not covers
+    return result
+
+
+def summarise(
+    runs: Sequence[dict], target: float, reference: str, negative: Sequence[str] | None, positive: str | None
+) -> dict:
+    """The statistics of ``summary.json``: ``table`` (:func:`aggregate`), ``reference``, ``paired`` (final held-out
+    accuracy) and ``paired_area`` (area under the held-out curve) against it (:func:`paired`), ``controls``."""
+    return {
+        "reference": reference,
+        "table": aggregate(runs, target),
+        "paired": paired(runs, reference, final_accuracy),
+        "paired_area": paired(runs, reference, lambda r: curve_area(r["val_acc"])),
+        "controls": controls(runs, reference, negative, positive),
+    }
+
+
+def _estimate(values: Mapping[str, Any], signed: bool = False) -> str:
+    return Estimate(values["mean"], values["low"], values["high"], values["n"]).text(signed)
+
+
+def _failed_cell(row: Mapping[str, Any]) -> str:
+    failed = row["failed"]
+    return f"{len(failed)}: " + ", ".join(f"s{f['seed']} {f['status']}" for f in failed) if failed else "0"
+
+
+def render_table(summary: Mapping[str, Any], target: float) -> str:
+    """The Markdown tables of :func:`summarise`: per arm, then paired differences against the reference, then the
+    controls' verdicts. ``n/a``: no interval (one seed, or seeds that all agree)."""
     lines = [
-        f"| estimator | runs | held-out acc at step 0 | final held-out acc (95% CI) | rise (95% CI) | "
-        f"worst rise | steps to acc >= {target:g} |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| arm | estimator | lambda | runs | failed (left out) | held-out acc at step 0 | final held-out acc (95% CI) "
+        f"| area under held-out curve (95% CI) | rise (95% CI) | worst rise | steps to acc >= {target:g} |",
+        "|" + " --- |" * 11,
     ]
-    for row in table:
+    for row in summary["table"]:
         reached = ", ".join("never" if s is None else str(s) for s in row["steps_to_target"]) or "n/a"
+        worst = "n/a" if row["min_rise"] is None else f"{row['min_rise']:+.3f}"
         lines.append(
-            f"| {row['estimator']} | {row['runs']} | {_ci(row['start'])} | {_ci(row['final'])} | "
-            f"{_ci(row['rise'])} | {row['min_rise']:+.3f} | {reached} |"
+            f"| {row['arm']} | {row['estimator']} | {row['lambda']} | {row['runs']} | {_failed_cell(row)} | "
+            f"{_estimate(row['start'])} | {_estimate(row['final'])} | {_estimate(row['area'])} | "
+            f"{_estimate(row['rise'], True)} | {worst} | {reached} |"
+        )
+    reference = summary["reference"]
+    if summary["paired"]:
+        lines += [
+            "",
+            f"Paired by seed against {reference} (arm - {reference}, over the seeds both completed):",
+            "",
+            "| arm | pairs | final held-out acc difference (95% CI) | area difference (95% CI) |",
+            "| --- | --- | --- | --- |",
+        ]
+        for arm, diff in summary["paired"].items():
+            area = summary["paired_area"][arm]
+            lines.append(f"| {arm} | {diff['n']} | {_estimate(diff, True)} | {_estimate(area, True)} |")
+    checks = summary.get("controls")
+    if checks:
+        lines += ["", "Controls (final held-out accuracy, paired by seed):", ""]
+        for kind, verdict, want in (
+            ("negative", "negative_covers_zero", "covers 0"),
+            ("positive", "positive_excludes_zero", "excludes 0"),
+        ):
+            if checks[kind]:
+                a, b = checks[kind]
+                said = {True: "yes", False: "NO", None: "n/a (fewer than 2 pairs or no spread)"}[checks[verdict]]
+                diff = _estimate(checks[f"{kind}_difference"], True)
+                lines.append(f"* {kind} control, {a} - {b}: {diff}; interval {want}: {said}")
+    return "\n".join(lines)
+
+
+def render_runs(runs: Sequence[dict]) -> str:
+    """Per run: status, final held-out accuracy and area under the held-out curve (runs not ``ok`` are flagged and
+    left out of every mean)."""
+    lines = ["| arm | seed | status | final held-out acc | area under held-out curve | seconds |"]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for r in runs:
+        final = f"{final_accuracy(r):.3f}" if r["val_acc"] else "n/a"
+        area = curve_area(r["val_acc"])
+        status = run_status(r)
+        flag = "" if status == "ok" else " (left out)"
+        lines.append(
+            f"| {arm_of(r)} | {r['seed']} | {status}{flag} | {final} | {'n/a' if area is None else f'{area:.3f}'} | "
+            f"{r.get('seconds', 'n/a')} |"
         )
     return "\n".join(lines)
 
 
 def render_kinds(runs: Sequence[dict]) -> str:
-    """Per estimator and question kind: held-out accuracy at the first and the last validation (mean, 95% interval
-    over seeds), from the validation dumps; what was learned, the picture read or one answer written."""
-    lines = ["| estimator | question kind | held-out acc at start | at the end |", "| --- | --- | --- | --- |"]
-    for est in dict.fromkeys(r["estimator"] for r in runs):
-        mine = [r for r in runs if r["estimator"] == est]
+    """Per arm and question kind: held-out accuracy at the first and the last validation (mean, 95% interval over
+    completed seeds), from the validation dumps; what was learned, the picture read or one answer written."""
+    lines = ["| arm | question kind | held-out acc at start | at the end |", "| --- | --- | --- | --- |"]
+    for arm in dict.fromkeys(arm_of(r) for r in runs):
+        mine = _completed(runs, arm)
         for kind in sorted({k for r in mine for k in r.get("kinds", {})}):
             curves = [r["kinds"][kind] for r in mine if r.get("kinds", {}).get(kind)]
-            start, end = interval([c[0][1] for c in curves]), interval([c[-1][1] for c in curves])
-            lines.append(f"| {est} | {kind} | {_ci(start)} | {_ci(end)} |")
+            start = mean_interval([c[0][1] for c in curves], ACCURACY)
+            end = mean_interval([c[-1][1] for c in curves], ACCURACY)
+            lines.append(f"| {arm} | {kind} | {start.text()} | {end.text()} |")
     return "\n".join(lines) if len(lines) > 2 else "(no validation dumps: no accuracy per question kind)"
 
 
 def render_certainty(runs: Sequence[dict]) -> str:
-    """Per training step, per estimator (pooled over seeds): the share of groups at each p, and mean lambda(p) (each
-    run's p and lambda(p) by its own MAPO settings, :func:`read_run`)."""
-    estimators = list(dict.fromkeys(r["estimator"] for r in runs))
-    levels = sorted({p for r in runs for ps in r["p"].values() for p in ps})
+    """Per training step, per arm (pooled over its completed seeds): the share of groups at each p, and mean
+    lambda(p) (each run's p and lambda(p) by its own MAPO settings, :func:`read_run`)."""
+    arms = {arm: _completed(runs, arm) for arm in dict.fromkeys(arm_of(r) for r in runs)}
+    levels = sorted({p for mine in arms.values() for r in mine for ps in r["p"].values() for p in ps})
     if not levels:
         return "(no rollout dumps: no per-step certainty)"
     head = ["step"] + [
-        f"{e}: {h}" for e in estimators for h in ("p hist " + "/".join(f"{v:g}" for v in levels), "mean lambda")
+        f"{a}: {h}" for a in arms for h in ("p hist " + "/".join(f"{v:g}" for v in levels), "mean lambda")
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    steps = sorted({s for r in runs for s in r["p"]})
+    steps = sorted({s for mine in arms.values() for r in mine for s in r["p"]})
     for step in steps:
         cells = [str(step)]
-        for est in estimators:
-            ps = [p for r in runs if r["estimator"] == est for p in r["p"].get(step, [])]
+        for mine in arms.values():
+            ps = [p for r in mine for p in r["p"].get(step, [])]
             if not ps:
                 cells += ["", ""]
                 continue
             cells.append(" ".join(f"{sum(p == v for p in ps) / len(ps):.2f}" for v in levels))
-            lams = [lam for r in runs if r["estimator"] == est for lam in r["lambdas"].get(step, [])]
+            lams = [lam for r in mine for lam in r["lambdas"].get(step, [])]
             cells.append(f"{average(lams):.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -388,18 +645,26 @@ def render_certainty(runs: Sequence[dict]) -> str:
 def _band(
     series_per_run: Sequence[Sequence[Sequence[float]]],
 ) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Per step: the mean over runs and its 95% interval clipped to [0, 1] (NaN where there is none)."""
     by_step: dict[int, list[float]] = {}
     for series in series_per_run:
         for step, value in series:
             by_step.setdefault(int(step), []).append(float(value))
     steps = sorted(by_step)
-    stats = [interval(by_step[s]) for s in steps]
-    return steps, [m for m, _, _ in stats], [lo for _, lo, _ in stats], [hi for _, _, hi in stats]
+    stats = [mean_interval(by_step[s], ACCURACY) for s in steps]
+    nan = math.nan
+    return (
+        steps,
+        [e.mean for e in stats],
+        [nan if e.low is None else e.low for e in stats],
+        [nan if e.high is None else e.high for e in stats],
+    )
 
 
 def plot(runs: Sequence[dict], path: Path) -> bool:
-    """Held-out accuracy, training score, mean lambda(p) and the share of mixed groups (0 < p < 1) per step, mean
-    over seeds with a 95% band clipped to [0, 1]; False (and nothing written) without matplotlib."""
+    """Held-out accuracy, training score, mean lambda(p) and the share of mixed groups (0 < p < 1) per step, per arm
+    the mean over its completed seeds with a 95% band clipped to [0, 1]; False (and nothing written) without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -420,14 +685,12 @@ def plot(runs: Sequence[dict], path: Path) -> bool:
     )
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     for ax, (title, series) in zip(axes, panels, strict=True):
-        for est in dict.fromkeys(r["estimator"] for r in runs):
-            mine = [series(r) for r in runs if r["estimator"] == est]
+        for arm in dict.fromkeys(arm_of(r) for r in runs):
+            mine = [series(r) for r in _completed(runs, arm)]
             steps, mean, lo, hi = _band(mine)
             if steps:
-                (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{est} ({len(mine)} seeds)")
-                # every panel is a share or a score in [0, 1]; a t-interval over few seeds runs far past it
-                low, high = ([min(max(v, 0.0), 1.0) for v in band] for band in (lo, hi))
-                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+                (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{arm} ({len(mine)} seeds)")
+                ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
         ax.set_title(title)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("step")
@@ -439,19 +702,68 @@ def plot(runs: Sequence[dict], path: Path) -> bool:
     return True
 
 
+#: ``summary.json``'s format: 2 since arms (1: keyed by estimator, no ``arms``/``paired``; :func:`read_summary`)
+SUMMARY_FORMAT = 2
+#: the keys of each run's record in ``summary.json``
+RUN_KEYS = (
+    "arm", "estimator", "overrides", "seed", "status", "steps", "metrics", "val_acc", "final_acc", "area", "kinds",
+    "returncode", "seconds",
+)  # fmt: skip
+
+
+def public_run(run: Mapping[str, Any]) -> dict:
+    """A run's record as ``summary.json`` holds it (:data:`RUN_KEYS`)."""
+    derived = {
+        "arm": arm_of(run),
+        "overrides": list(run.get("overrides", [])),
+        "status": run_status(run),
+        "final_acc": final_accuracy(run) if run["val_acc"] else None,
+        "area": curve_area(run["val_acc"]),
+    }
+    return {k: derived[k] if k in derived else run.get(k) for k in RUN_KEYS}
+
+
 def write_outputs(out: Path, settings: Settings, runs: Sequence[dict]) -> dict:
     """``summary.json``, ``table.md`` and ``curves.png`` from the runs read so far; returns the summary."""
-    table = aggregate(runs, settings.target)
-    text = render_table(table, settings.target) + "\n\nHeld-out accuracy per question kind:\n\n"
-    text += render_kinds(runs) + "\n\nPer-step certainty (training groups, seeds pooled):\n\n"
-    text += render_certainty(runs) + "\n"
+    stats = summarise(
+        runs, settings.target, reference_arm(settings), settings.negative_control, settings.positive_control
+    )
+    text = render_table(stats, settings.target) + "\n\nPer run:\n\n" + render_runs(runs)
+    text += "\n\nHeld-out accuracy per question kind:\n\n" + render_kinds(runs)
+    text += "\n\nPer-step certainty (training groups, completed seeds pooled):\n\n" + render_certainty(runs) + "\n"
     write_text(out / "table.md", text)
-    keys = ("estimator", "seed", "steps", "metrics", "val_acc", "kinds", "returncode", "seconds")
-    public = [{k: r[k] for k in keys} for r in runs]
-    summary = {"runs": public, "settings": asdict(settings), "table": table}
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "runs": [public_run(r) for r in runs],
+        "settings": asdict(settings),
+        "arms": {arm.name: {"estimator": arm.estimator, "overrides": list(arm.overrides)} for arm in settings.arms},
+        **stats,
+    }
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot(runs, out / "curves.png")
     return summary
+
+
+def read_summary(path: Path) -> dict:
+    """A ``summary.json`` of ``compare``. One of format 1 (before arms: no ``"arms"``, e.g. the committed
+    ``docs/learning/quick_summary.json``) is read with each run's arm its estimator and no overrides, and its
+    statistics (``table``, ``reference``, ``paired``, ``controls``) recomputed by this version; ``"format": 1`` and
+    ``"note"`` say so."""
+    summary = json.loads(path.read_text())
+    if "arms" in summary:
+        return summary
+    runs = [{**r, "arm": r["estimator"], "overrides": []} for r in summary["runs"]]
+    names = list(dict.fromkeys(arm_of(r) for r in runs))
+    reference = "grpo" if "grpo" in names else names[0]
+    target = float(summary.get("settings", {}).get("target", 0.5))
+    return {
+        **summary,
+        "format": 1,
+        "note": "format 1 (before arms): arm = estimator, no overrides; statistics recomputed by this version",
+        "runs": [public_run(r) for r in runs],
+        "arms": {r["arm"]: {"estimator": r["estimator"], "overrides": []} for r in runs},
+        **summarise(runs, target, reference, None, None),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ CPU set-up
@@ -503,9 +815,12 @@ def format_examples(train_parquet: Path, count: int = 64) -> list:
 
 
 def run_spec(
-    settings: Settings, estimator: str, seed: int, run_dir: Path, model_dir: Path | None, data_dir: Path | None
+    settings: Settings, arm: Arm | str, seed: int, run_dir: Path, model_dir: Path | None, data_dir: Path | None
 ) -> RunSpec:
-    """The ``main_ppo`` run of one estimator and seed; the user's overrides last."""
+    """The ``main_ppo`` run of one arm (an estimator name: that estimator's bare arm) and seed; then the user's
+    overrides for every run, and the arm's own last."""
+    arm = Arm(arm, arm) if isinstance(arm, str) else arm
+    estimator = arm.estimator
     common = [
         f"algorithm.adv_estimator={estimator}",
         f"data.seed={seed}",
@@ -514,7 +829,7 @@ def run_spec(
         f"trainer.test_freq={settings.test_freq}",
         "trainer.val_before_train=True",
         "trainer.logger=[console,file]",
-        f"trainer.experiment_name=compare-{estimator}-s{seed}",
+        f"trainer.experiment_name=compare-{arm.name}-s{seed}",
         f"trainer.rollout_data_dir={run_dir / 'rollouts'}",
         f"trainer.validation_data_dir={run_dir / 'validation'}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
@@ -522,7 +837,7 @@ def run_spec(
     if settings.backend == "gpu":
         env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(run_dir / METRICS_FILE)}
         spec = RunSpec(out=run_dir, overrides=tuple(common), steps=settings.steps, config_name=settings.config, env=env)
-        return spec.with_overrides(settings.overrides)
+        return spec.with_overrides(settings.overrides).with_overrides(arm.overrides)
     assert model_dir is not None and data_dir is not None
     rollout = ROLLOUTS["hf"]
     base = tiny_overrides(
@@ -543,7 +858,18 @@ def run_spec(
         "actor_rollout_ref.rollout.val_kwargs.temperature=0",  # greedy held-out answers: no sampling noise
     ]
     spec = cpu_run_spec(rollout, out=run_dir, overrides=base, steps=settings.steps, config_name=settings.config)
-    return spec.with_overrides([*common, *cpu, *settings.overrides])
+    return spec.with_overrides([*common, *cpu, *settings.overrides]).with_overrides(arm.overrides)
+
+
+def plan_runs(
+    settings: Settings, out: Path, model_dir: Path | None, data_dir: Path | None
+) -> dict[tuple[str, int], RunSpec]:
+    """(arm, seed) -> its run's spec in ``out/runs/<arm>-s<seed>``, seed by seed, every arm at each seed."""
+    return {
+        (arm.name, seed): run_spec(settings, arm, seed, out / "runs" / f"{arm.name}-s{seed}", model_dir, data_dir)
+        for seed in settings.seeds
+        for arm in settings.arms
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -593,6 +919,10 @@ def settings_of(args: argparse.Namespace) -> Settings:
     fields' defaults); ValueError naming a bad one."""
     knobs = fields(Settings)
     given = _given(args, knobs)
+    if "estimators" in given:  # the shorthand: --estimators a,b is --arms a,b
+        if "arms" in given:
+            raise ValueError("--arms and --estimators: give one (--estimators a,b is --arms a,b)")
+        given["arms"] = parse_arms(",".join(given.pop("estimators")))
     if args.quick:
         preset = _given(argparse.Namespace(**QUICK), [k for k in knobs if k.name in QUICK])
         given = {**preset, **given}
@@ -600,8 +930,9 @@ def settings_of(args: argparse.Namespace) -> Settings:
     if args.test_freq is None:  # left out: at most the step count, so that every run validates after training
         settings = replace(settings, test_freq=min(settings.test_freq, max(settings.steps, 1)))
     s = settings
-    if not s.estimators or not s.seeds or s.steps < 1 or s.test_freq < 1 or s.prompts < 1 or s.n < 2:
-        raise ValueError("--estimators must name one, --seeds/--steps/--test-freq/--prompts >= 1, --n >= 2")
+    if not s.arms or not s.seeds or s.steps < 1 or s.test_freq < 1 or s.prompts < 1 or s.n < 2:
+        raise ValueError("--arms must name one, --seeds/--steps/--test-freq/--prompts >= 1, --n >= 2")
+    check_arms(s)
     if s.mini_batch < 1 or s.prompts % s.mini_batch:
         raise ValueError(f"--mini-batch must divide --prompts ({s.prompts}), got {s.mini_batch}")
     if s.train_size < 1 or s.test_size < 1:
@@ -612,6 +943,30 @@ def settings_of(args: argparse.Namespace) -> Settings:
     if not (CONFIG_DIR / f"{s.config}.yaml").is_file() and s.backend == "cpu":
         raise ValueError(f"--config: {CONFIG_DIR / s.config}.yaml not found")
     return settings
+
+
+def check_arms(settings: Settings) -> None:
+    """ValueError naming the arm or flag: an arm's MAPO overrides the plug-in refuses (:func:`check_arm_overrides`),
+    a CPU-only preset on the GPU backend, a ``--reference`` or control that is not an arm."""
+    names = [arm.name for arm in settings.arms]
+    for arm in settings.arms:
+        check_arm_overrides(arm)
+        cpu_only = [p for p in CPU_ONLY_PRESETS if set(parse_arm(p).overrides) & set(arm.overrides)]
+        if settings.backend != "cpu" and cpu_only:
+            raise ValueError(
+                f"--arms: arm {arm.name} has the CPU preset {cpu_only[0]} ({ARM_PRESETS[cpu_only[0]]}); on --backend "
+                f"{settings.backend} spell it with the config's own numbers, e.g. NAME=grpo:actor_rollout_ref.actor."
+                "optim.lr=..."
+            )
+    reference = reference_arm(settings)
+    if reference not in names:
+        raise ValueError(f"--reference: {reference!r} is not an arm ({', '.join(names)})")
+    negative = settings.negative_control
+    if negative is not None and (len(negative) != 2 or negative[0] == negative[1] or not set(negative) <= set(names)):
+        raise ValueError(f"--negative-control: two different arms A,B of {', '.join(names)}, got {','.join(negative)}")
+    positive = settings.positive_control
+    if positive is not None and (positive not in names or positive == reference):
+        raise ValueError(f"--positive-control: an arm of {', '.join(names)} other than the reference {reference}")
 
 
 def invocation_of(args: argparse.Namespace, backend: str) -> Invocation:
@@ -650,33 +1005,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             warm_style="format",
         )
         log(f"model: {model_dir} (format warm start, every answer alike; {time.monotonic() - start:.0f} s so far)")
-    plan = [(e, s) for s in settings.seeds for e in settings.estimators]
-    specs = {(e, s): run_spec(settings, e, s, out / "runs" / f"{e}-s{s}", model_dir, data_dir) for e, s in plan}
-    # each run's p and lambda(p) by its own algorithm.mapo settings, composed before any run starts
+    arms = {arm.name: arm for arm in settings.arms}
+    specs = plan_runs(settings, out, model_dir, data_dir)
+    plan = list(specs)
+    # each run's p and lambda(p) by its own algorithm.mapo settings (its arm's overrides too), before any run starts
     mapo = {key: mapo_settings(spec) for key, spec in specs.items()}
     for key, spec in specs.items():
         log(
-            f"{key[0]} seed {key[1]}: success_threshold={mapo[key].success_threshold:g}, "
-            f"lambda_fn={mapo[key].lambda_fn} (from {spec.config_name} and its overrides)"
+            f"{key[0]} ({arms[key[0]].estimator}) seed {key[1]}: success_threshold={mapo[key].success_threshold:g}, "
+            f"lambda_fn={mapo[key].lambda_fn}, lambda_assignment={mapo[key].lambda_assignment} (from "
+            f"{spec.config_name} and its overrides)"
         )
     done: dict[tuple[str, int], dict] = {}
     lock = threading.Lock()
 
-    def one_run(i: int, estimator: str, seed: int) -> None:
-        spec = specs[(estimator, seed)]
+    def one_run(i: int, name: str, seed: int) -> None:
+        spec = specs[(name, seed)]
         spec.metrics_path.unlink(missing_ok=True)
-        log(f"run {i}/{len(plan)}: {estimator} seed {seed}, {settings.steps} steps -> {spec.out}")
+        log(f"run {i}/{len(plan)}: {name} seed {seed}, {settings.steps} steps -> {spec.out}")
 
         def report(msg: str) -> None:
-            log(f"  [{estimator} s{seed}] {msg}")
+            log(f"  [{name} s{seed}] {msg}")
 
         outcome = run_with("local", spec, Placement(), invocation.timeout, report)
-        result = read_run(spec.out, mapo[(estimator, seed)])
+        result = read_run(spec.out, mapo[(name, seed)])
         curve = " ".join(f"{s}:{a:.2f}" for s, a in result["val_acc"])
-        log(f"  {estimator} seed {seed}: held-out accuracy by step {curve or '(none)'} ({outcome.seconds:.0f} s)")
+        log(f"  {name} seed {seed}: held-out accuracy by step {curve or '(none)'} ({outcome.seconds:.0f} s)")
         with lock:
-            done[(estimator, seed)] = {
-                "estimator": estimator,
+            done[(name, seed)] = {
+                "arm": name,
+                "estimator": arms[name].estimator,
+                "overrides": list(arms[name].overrides),
                 "seed": seed,
                 "metrics": str(spec.metrics_path.relative_to(out)),
                 "returncode": 124 if outcome.timed_out else outcome.returncode,
@@ -687,11 +1046,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # SIGTERM (kill, scancel) ends every run's process tree, whichever thread supervises it
     with ending_trees_on_sigterm(), ThreadPoolExecutor(max_workers=invocation.jobs) as pool:
-        for future in [pool.submit(one_run, i, e, s) for i, (e, s) in enumerate(plan, 1)]:
+        for future in [pool.submit(one_run, i, a, s) for i, (a, s) in enumerate(plan, 1)]:
             future.result()
     runs = [done[key] for key in plan]
     status = next((r["returncode"] for r in runs if r["returncode"]), 0)
-    print(render_table(aggregate(runs, settings.target), settings.target), flush=True)
+    summary = write_outputs(out, settings, runs)
+    print(render_table(summary, settings.target), flush=True)
     log(f"wrote {out / 'summary.json'}, {out / 'table.md'}, {out / 'curves.png'} ({time.monotonic() - start:.0f} s)")
     return status
 
