@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +80,6 @@ def test_an_incomplete_step_is_never_chosen(tmp_path: Path, truncate, skip, reas
 
 
 def test_a_tracker_naming_a_removed_step_falls_back(two_steps: Path) -> None:
-    import shutil
-
     shutil.rmtree(two_steps / "global_step_2" / "actor")  # max_actor_ckpt_to_keep's rotation, killed mid-way
     assert guard.check_tracker(two_steps, repair=False) is not None
     assert _tracker(two_steps).read_text() == "2", "--dry-run changed the tracker"
@@ -101,6 +101,88 @@ def test_the_command_line(two_steps: Path, capsys) -> None:
     assert "would point it at global_step_2" in capsys.readouterr().out
     assert _tracker(two_steps).read_text() == "x"
     assert guard.main([str(two_steps)]) == 0 and _tracker(two_steps).read_text() == "2"
+
+
+def _stray_shard(step_dir: Path, world: int = 4, *, truncated: bool = True) -> str:
+    """One shard of another world size in ``step_dir/actor`` (an earlier save on ``world`` GPUs killed after its first
+    file); its name relative to the step folder."""
+    name = f"actor/model_world_size_{world}_rank_0.pt"
+    torch.save({"w": torch.arange(64.0)}, step_dir / name)
+    if truncated:
+        (step_dir / name).write_bytes((step_dir / name).read_bytes()[:100])
+    return name
+
+
+@pytest.mark.parametrize("truncated", [True, False])
+def test_a_stray_shard_of_another_world_size_does_not_rewind_a_complete_step(two_steps: Path, truncated) -> None:
+    stray = _stray_shard(two_steps / "global_step_2", truncated=truncated)
+    for judge in (guard.check_tracker, lambda root: guard.check_tracker(root, world_size=2)):  # unknown, and known
+        message = judge(two_steps)
+        assert _tracker(two_steps).read_text() == "2", message
+        assert message and stray in message and "ignored shards of other world sizes" in message
+    assert guard.incomplete_reason(two_steps / "global_step_2", 2) is None
+
+
+def test_a_broken_tracker_goes_to_the_step_with_a_stray_shard(two_steps: Path) -> None:
+    stray = _stray_shard(two_steps / "global_step_2")
+    for judge in (guard.check_tracker, lambda root: guard.check_tracker(root, world_size=2)):
+        _tracker(two_steps).write_text("")
+        message = judge(two_steps)
+        assert _tracker(two_steps).read_text() == "2", message
+        assert message and "pointing it at global_step_2" in message and stray in message
+
+
+def test_a_step_is_judged_by_the_world_size_it_resumes_with(tmp_path: Path) -> None:
+    _save_step(tmp_path, 1, world=4)
+    _save_step(tmp_path, 2, world=2)  # the run went on with 2 GPUs; resumed now with 4, verl finds no rank-2/3 shards
+    _tracker(tmp_path).write_text("2")
+    assert guard.check_tracker(tmp_path, world_size=2) is None
+    assert guard.check_tracker(tmp_path, world_size=None) is None  # complete for some world size: never rewound
+    message = guard.check_tracker(tmp_path, world_size=4)
+    assert message and "holds no shards for world size 4 (only for 2)" in message and "for world size 4" in message
+    assert _tracker(tmp_path).read_text() == "1"
+
+
+def test_the_world_size_is_the_resuming_trainers(two_steps: Path) -> None:
+    """``nnodes x n_gpus_per_node`` of the trainer config on the caller's stack (verl's ``self.config`` in
+    ``_load_checkpoint``), None without one."""
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.config = {"trainer": {"nnodes": 2, "n_gpus_per_node": 4}}
+
+        def _load_checkpoint(self) -> int | None:
+            return guard.resume_world_size()
+
+    assert Trainer()._load_checkpoint() == 8
+    assert guard.resume_world_size() is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("unshare"), reason="root, and no unshare to drop it")
+def test_a_read_only_folder_is_one_error_line(two_steps: Path) -> None:
+    _tracker(two_steps).write_text("")
+    two_steps.chmod(0o555)
+    # root writes anywhere: in a user namespace without a mapping it is an unprivileged owner of nothing
+    drop = ["unshare", "--user"] if os.geteuid() == 0 else []
+    try:
+        proc = subprocess.run([*drop, sys.executable, "-m", "mapo_verl.checkpoint_guard", str(two_steps)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        two_steps.chmod(0o755)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {two_steps}: cannot rewrite"), proc.stderr
+    assert "resume_from_path=" in lines[0] and _tracker(two_steps).read_text() == ""
+
+
+def test_the_command_line_refuses_a_missing_folder_and_a_bad_world_size(tmp_path: Path, capsys) -> None:
+    assert guard.main([str(tmp_path / "nowhere")]) == 2
+    assert (
+        capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'}: no such folder (trainer.default_local_dir)"
+    )
+    with pytest.raises(SystemExit):
+        guard.main([str(tmp_path), "--world-size", "0"])
+    assert "--world-size 0: expected a positive number of ranks" in capsys.readouterr().err
 
 
 def test_verl_source_still_matches() -> None:
@@ -131,3 +213,30 @@ print(ray_trainer.find_latest_ckpt_path(sys.argv[1]))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(two_steps / "global_step_2")
     assert "pointing it at global_step_2" in proc.stderr
+
+
+@pytest.mark.slow
+def test_verls_reader_resumes_at_the_trainers_world_size(tmp_path: Path) -> None:
+    """verl's own ``find_latest_ckpt_path``, guarded, called from a trainer's ``_load_checkpoint`` with 2 nodes x 2
+    GPUs: the step saved on 2 GPUs (which verl's FSDP manager cannot load on 4 ranks) is passed over for the newest
+    step saved on 4, and the stray 2-GPU shard in that step is named, not held against it."""
+    from omegaconf import OmegaConf
+    from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+
+    _save_step(tmp_path, 1, world=4)
+    stray = _stray_shard(tmp_path / "global_step_1", world=2)
+    _save_step(tmp_path, 2, world=2)
+    _tracker(tmp_path).write_text("2")
+    find = guard.guarded(find_latest_ckpt_path)
+
+    class Trainer:
+        def __init__(self, nnodes: int, gpus: int) -> None:
+            self.config = OmegaConf.create({"trainer": {"nnodes": nnodes, "n_gpus_per_node": gpus}})
+
+        def _load_checkpoint(self) -> str | None:
+            return find(str(tmp_path))
+
+    assert Trainer(1, 2)._load_checkpoint() == str(tmp_path / "global_step_2")
+    assert Trainer(2, 2)._load_checkpoint() == str(tmp_path / "global_step_1")
+    assert _tracker(tmp_path).read_text() == "1"
+    assert stray in (guard.check_tracker(tmp_path, world_size=4) or "")

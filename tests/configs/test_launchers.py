@@ -6,6 +6,7 @@ PATH: they record their argv, so the tests see exactly what the scripts would ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -60,19 +61,20 @@ def _executable(path: Path, text: str) -> Path:
 
 
 def _fake_bin(tmp_path: Path) -> Path:
-    """A `ray` that records its argv and a copy of its --runtime-env file (with that file's mode), and a
-    `python` that answers the pre-flight check and passes everything else to this interpreter."""
+    """A `ray` that records its argv, its RAY_AUTH_* variables and a copy of its --runtime-env file (with that file's
+    mode), and a `python` that answers the pre-flight check and passes everything else to this interpreter."""
     fake = tmp_path / "bin"
     fake.mkdir()
     _executable(
         fake / "ray",
         "#!/usr/bin/env bash\n"
         'printf "%s\\n" "$@" > "$FAKE_LOG/ray.argv"\n'
+        'env | grep "^RAY_AUTH" | sort > "$FAKE_LOG/ray.env"\n'
         'prev=""; for a in "$@"; do\n'
         '  if [[ "$prev" == --runtime-env ]]; then\n'
         '    cp "$a" "$FAKE_LOG/runtime_env.json"; stat -c %a "$a" > "$FAKE_LOG/runtime_env.mode"\n'
         '    stat -c %a "$(dirname "$a")" > "$FAKE_LOG/runtime_env.dirmode"; echo "$a" > "$FAKE_LOG/runtime_env.path"\n'
-        "  fi; prev=\"$a\"; done\n",
+        '  fi; prev="$a"; done\n',
     )
     _executable(
         fake / "python",
@@ -83,16 +85,32 @@ def _fake_bin(tmp_path: Path) -> Path:
     return fake
 
 
-def _submit(tmp_path: Path, **extra_env: str) -> subprocess.CompletedProcess:
+#: the cluster's token, in the token file of the `_ray_cluster` runs below
+TOKEN = "0123abcd" * 8
+
+
+def _ray_cluster(tmp_path: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    """``scripts/ray_cluster.sh ARGS`` with the fake `ray` and `python`, in a shell where token authentication is as
+    the script sets it by default (any RAY_AUTH_MODE of the CI's environment removed) and the token file
+    ``tmp_path/token`` holds ``TOKEN`` (mode 600); HOME is ``tmp_path/home`` unless given."""
     fake = _fake_bin(tmp_path)
     log = tmp_path / "log"
     log.mkdir()
-    env = {**os.environ, **SECRETS, **extra_env, "PATH": f"{fake}:{os.environ['PATH']}", "FAKE_LOG": str(log),
-           "PYTHON": str(fake / "python"), "MAPO_DATA_DIR": "/shared/data/mapo", "TMPDIR": str(tmp_path)}  # fmt: skip
-    return subprocess.run(
-        [str(REPO / "scripts/ray_cluster.sh"), "submit", "mapo_geo3k_qwen2_5_vl_7b", "trainer.nnodes=2"],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    home = Path(extra_env.pop("HOME", tmp_path / "home"))
+    home.mkdir(exist_ok=True)
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_HEAD_IP"}
+    env = {**shell, **SECRETS, "RAY_AUTH_TOKEN_PATH": str(token), **extra_env, "PATH": f"{fake}:{os.environ['PATH']}",
+           "FAKE_LOG": str(log), "PYTHON": str(fake / "python"), "MAPO_DATA_DIR": "/shared/data/mapo",
+           "TMPDIR": str(tmp_path), "HOME": str(home)}  # fmt: skip
+    return subprocess.run([str(REPO / "scripts/ray_cluster.sh"), *args], capture_output=True, text=True, timeout=60,
+                          env=env)  # fmt: skip
+
+
+def _submit(tmp_path: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    return _ray_cluster(tmp_path, "submit", "mapo_geo3k_qwen2_5_vl_7b", "trainer.nnodes=2", **extra_env)
 
 
 def test_ray_submit_dry_run_shows_names_not_values(tmp_path):
@@ -115,7 +133,7 @@ def test_ray_submit_pins_the_driver_with_entrypoint_resources(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     command = proc.stdout.strip().splitlines()[-1]
     ray_args = command.split(" -- ")[0]  # ray job submit's own flags, before the entrypoint
-    assert "--entrypoint-resources \\{\\\"head\\\":\\ 1\\}" in ray_args, command
+    assert '--entrypoint-resources \\{\\"head\\":\\ 1\\}' in ray_args, command
     (tmp_path / "unset").mkdir()
     assert "--entrypoint-resources" not in _submit(tmp_path / "unset", DRY_RUN="1").stdout
 
@@ -125,9 +143,11 @@ def test_ray_submit_passes_credentials_in_a_private_file_only(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log = tmp_path / "log"
     argv = (log / "ray.argv").read_text()
-    for value in SECRETS.values():
+    for value in [*SECRETS.values(), TOKEN]:
         assert value not in argv and value not in proc.stdout + proc.stderr
     assert argv.splitlines()[:2] == ["job", "submit"]
+    # `ray job submit` reads the cluster's token from its file: the path in its environment, never the value
+    assert (log / "ray.env").read_text().split() == ["RAY_AUTH_MODE=token", f"RAY_AUTH_TOKEN_PATH={tmp_path / 'token'}"]
     runtime_env = yaml.safe_load((log / "runtime_env.json").read_text())
     assert {k: runtime_env["env_vars"][k] for k in SECRETS} == SECRETS  # the job still gets them
     assert runtime_env["env_vars"]["MAPO_DATA_DIR"] == "/shared/data/mapo"
@@ -137,6 +157,71 @@ def test_ray_submit_passes_credentials_in_a_private_file_only(tmp_path):
     assert (log / "runtime_env.dirmode").read_text().strip() == "700"
     assert not Path((log / "runtime_env.path").read_text().strip()).exists()  # removed after submission
     assert not list(tmp_path.glob("mapo-submit.*"))
+    assert TOKEN not in json.dumps(runtime_env)  # the job's nodes have it from their own `ray start`
+
+
+def test_the_ray_head_is_closed_by_default(tmp_path):
+    """No RAY_AUTH_MODE, RAY_HEAD_IP or token file: the head listens on its own address (never every interface),
+    turns token authentication on and writes a new token to Ray's default file, for this user only."""
+    proc = _ray_cluster(tmp_path, "head", "--dashboard-port=8299", RAY_AUTH_TOKEN_PATH="")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    argv = (tmp_path / "log" / "ray.argv").read_text().splitlines()
+    host = next(a.split("=", 1)[1] for a in argv if a.startswith("--dashboard-host="))
+    assert host not in ("0.0.0.0", "::", "") and f"--node-ip-address={host}" in argv, argv
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    assert (tmp_path / "log" / "ray.env").read_text().split() == ["RAY_AUTH_MODE=token", f"RAY_AUTH_TOKEN_PATH={token}"]
+    assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
+    assert token.read_text() not in "\n".join(argv) + proc.stdout + proc.stderr
+    assert f"created the cluster's auth token at {token} (mode 600)" in proc.stderr
+    before = token.read_text()
+    again = tmp_path / "again"  # a second head of this user (the same HOME) keeps the token
+    again.mkdir()
+    proc = _ray_cluster(again, "head", RAY_AUTH_TOKEN_PATH="", RAY_HEAD_IP="10.1.2.3", HOME=str(tmp_path / "home"))
+    assert proc.returncode == 0, proc.stderr
+    assert token.read_text() == before and "created" not in proc.stderr
+    argv = (again / "log" / "ray.argv").read_text().splitlines()
+    assert "--dashboard-host=10.1.2.3" in argv and "--node-ip-address=10.1.2.3" in argv
+
+
+def test_the_ray_head_is_opened_only_explicitly(tmp_path):
+    proc = _ray_cluster(tmp_path, "head", RAY_AUTH_MODE="disabled", RAY_DASHBOARD_HOST="0.0.0.0",
+                        RAY_AUTH_TOKEN_PATH=str(tmp_path / "none"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "--dashboard-host=0.0.0.0" in (tmp_path / "log" / "ray.argv").read_text().splitlines()
+    assert (tmp_path / "log" / "ray.env").read_text().split()[0] == "RAY_AUTH_MODE=disabled"
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and "RAY_DASHBOARD_HOST=0.0.0.0" in warnings[0], proc.stderr
+    assert "RAY_AUTH_MODE=disabled: token authentication is off" in warnings[1]
+    assert not (tmp_path / "none").exists() and not (tmp_path / "home" / ".ray").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "token", "expected"),
+    [
+        (("worker", "10.0.0.1"), "absent", "no such file; the head creates it"),
+        (("status",), "absent", "no such file; the head creates it"),
+        (("submit", "mapo_geo3k_qwen2_5_vl_7b"), "absent", "no such file; the head creates it"),
+        (("worker", "10.0.0.1"), "644", "other users can read it (mode 644): chmod 600"),
+        (("head",), "644", "other users can read it (mode 644): chmod 600"),
+        (("worker", "10.0.0.1"), "empty", "not a token"),
+    ],
+)
+def test_a_missing_or_exposed_token_stops_the_script(tmp_path, command, token, expected):
+    path = tmp_path / "shared_token"
+    if token != "absent":
+        path.write_text("" if token == "empty" else TOKEN)
+        path.chmod(0o600 if token == "empty" else int(token, 8))
+    proc = _ray_cluster(tmp_path, *command, RAY_AUTH_TOKEN_PATH=str(path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"error: RAY_AUTH_TOKEN_PATH={path}: {expected}"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "pre-flight" not in proc.stdout
+    assert not (tmp_path / "log" / "ray.argv").exists()  # no Ray started, nothing submitted
+
+
+def test_an_unknown_ray_auth_mode_is_refused(tmp_path):
+    proc = _ray_cluster(tmp_path, "head", RAY_AUTH_MODE="off")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: RAY_AUTH_MODE=off: expected token (the default) or disabled"
 
 
 def _slurm(tmp_path: Path, schedule: str, **extra_env: str) -> tuple[subprocess.CompletedProcess, Path]:
@@ -195,7 +280,6 @@ def test_slurm_stops_with_a_clear_error_when_nodes_are_missing(tmp_path):
     assert proc.returncode != 0
     assert "only 1 of 2 node(s) joined the Ray cluster at 10.0.0.1:6414 within 1 s" in proc.stderr
     assert "main_ppo" not in (log / "calls").read_text()  # no training on a partial cluster
-
 
 
 def _ray_starts(log: Path) -> list[str]:
