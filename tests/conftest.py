@@ -41,17 +41,19 @@ import pytest
 RUN_DIR_ENV = "MAPO_TEST_RUN_DIR"
 _OWNS_RUN_DIR = pytest.StashKey[Path]()
 
-#: the longest test files (measured, docs/measurements.md), first in the queue so that the two workers start on
-#: them at once instead of one of them ending the session alone; the vLLM tier and the cluster tests first, as
-#: their jobs fit in memory beside each other
+#: the longest test files (measured, docs/measurements.md), first in the queue, longest first, so that the two
+#: workers start on them at once and no long file is left for the end while the other worker sits idle. The every-
+#: config jobs (sixteen, two at a time where memory allows) run beside the vLLM runs (one at a time: with a vLLM job
+#: only one more trainer job fits the memory budget), then the cluster tests, whose jobs fit beside each other
 LONGEST_FIRST = (
+    "e2e/test_every_config.py",
     "e2e/test_vllm_smoke.py",
     "clusters/test_ray_launcher.py",
+    "e2e/test_learnable_compare.py",
     "clusters/test_local_resume.py",
     "clusters/test_slurm_smoke.py",
-    "e2e/test_every_config.py",
-    "e2e/test_learnable_compare.py",
     "e2e/test_smoke_e2e.py",
+    "e2e/test_qwen3_vl_smoke.py",
 )
 #: files that use another file's session fixture run in that file's group (one worker builds the fixture once)
 SHARED_GROUPS = {
