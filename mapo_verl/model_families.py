@@ -107,7 +107,8 @@ def shipped_families(config_dir: Path = CONFIG_DIR) -> dict[str, list[str]]:
     return families
 
 
-def _version(dist: str) -> str | None:
+def installed_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None when it is not installed."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -116,20 +117,21 @@ def _version(dist: str) -> str | None:
 
 def transformers_support(family: ModelFamily) -> tuple[bool, str]:
     """Does the installed transformers have the family's model and processor classes?"""
+    installed = f"transformers {installed_version('transformers')}"
     try:
         module = importlib.import_module(f"transformers.models.{family.model_type}")
         missing = [c for c in (family.model_class, family.processor_class) if not hasattr(module, c)]
     except ImportError as err:
-        return False, f"transformers {_version('transformers')} has no transformers.models.{family.model_type} ({err})"
+        return False, f"{installed} has no transformers.models.{family.model_type} ({err})"
     if missing:
-        return False, f"transformers {_version('transformers')} lacks {', '.join(missing)}"
-    return True, f"transformers {_version('transformers')} has {family.model_class} and {family.processor_class}"
+        return False, f"{installed} lacks {', '.join(missing)}"
+    return True, f"{installed} has {family.model_class} and {family.processor_class}"
 
 
 def verl_support(family: ModelFamily) -> tuple[bool, str]:
     """Does the installed verl bind the family's M-RoPE index to its processor (``hf_processor``, dispatching on the
     processor's class name) and patch its forward for FSDP (``monkey_patch``, on the config's ``model_type``)?"""
-    version = _version("verl")
+    version = installed_version("verl")
     try:
         from verl.models.transformers import monkey_patch
         from verl.utils.tokenizer import hf_processor
