@@ -20,15 +20,15 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "learning"
 PUBLISHED = ("table.md", "curves.png", "summary.json")
 
 
-def publish(out: Path, dest: Path = DOCS) -> list[Path]:
-    """Copy the comparison's table, plot and summary into ``dest`` as ``quick_<name>``; returns the copies."""
+def publish(out: Path, dest: Path = DOCS, prefix: str = "quick_") -> list[Path]:
+    """Copy the comparison's table, plot and summary into ``dest`` as ``<prefix><name>``; returns the copies."""
     from mapo_verl.atomic_io import atomic_write
 
     dest.mkdir(parents=True, exist_ok=True)
     copies = []
     for name in PUBLISHED:
         if (out / name).is_file():
-            target = dest / f"quick_{name}"
+            target = dest / f"{prefix}{name}"
             atomic_write(target, lambda tmp, src=out / name: shutil.copyfile(src, tmp))
             copies.append(target)
     return copies

@@ -1,18 +1,20 @@
 """A learnable picture task drawn here (nothing downloaded) -> ``OUT/{train,test}.parquet`` ($MAPO_DATA_DIR/shapes).
 
-Each 224 x 224 picture holds filled circles and squares on white; every answer is one digit (1-2 for colour, 1-4
-for count), checked by the router reward (``data_source`` ``mapo/shapes``, scored like a math answer in
-``\\boxed{}``). Two kinds of question, so that a small model meets easy and hard prompts and groups of rollouts
-succeed at varied rates (``--count-share`` of them count questions, 1/4 by default):
+Each 224 x 224 picture holds filled circles and squares on white; every answer is one digit (1 to ``--colours``
+for colour, 1-4 for count), checked by the router reward (``data_source`` ``mapo/shapes``, scored like a math
+answer in ``\\boxed{}``). Two kinds of question, so that a small model meets easy and hard prompts and groups of
+rollouts succeed at varied rates (``--count-share`` of them count questions, 1/4 by default):
 
-* ``colour`` (easy): one large shape filling most of the picture; "What colour is the shape? Answer 1 for red,
-  2 for green." The answer is a function of the mean pixel colour. (With four colours the tiny model of
-  ``compare`` learned red and green within 12 steps and rarely blue or yellow, docs/learning.md.)
+* ``colour``: one large shape filling most of the picture; "What colour is the shape? Answer 1 for red, 2 for
+  green[, 3 for blue, 4 for yellow]." The answer is a function of the mean pixel colour. With two colours the tiny
+  model of ``compare`` reads every one within 4 steps; with four (``compare``'s task) it learns them one by one
+  (docs/learning.md).
 * ``count`` (hard): one to four small shapes of one colour; "How many shapes are in the picture?"
 
 Answers are balanced within each kind (exactly when each kind's count is a multiple of its answers). Train and
-test pictures come from different seeds (``--seed`` and ``--seed + 1``), so no test picture is a training picture.
-``--local-dataset-path`` is not used.
+test pictures come from different seeds (``--seed`` and ``--seed + 1``), and a test picture whose bytes equal a
+training picture's (SHA-256) is drawn again, so no held-out picture is a training picture. ``--local-dataset-path``
+is not used.
 
     python -m data_prep.shapes --train-size 512 --test-size 64 --local-save-dir out/shapes
 """
@@ -20,6 +22,7 @@ test pictures come from different seeds (``--seed`` and ``--seed + 1``), so no t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import math
 import random
@@ -36,18 +39,50 @@ DATA_SOURCE = BY_NAME["shapes"].data_source
 SIZE = 224
 #: the share of count (hard) questions in each split
 COUNT_SHARE = 0.25
-#: answer digit -> (colour name, RGB); the colour question names this mapping.
-COLOURS = {
+#: answer digit -> (colour name, RGB); a task of N colours uses the first N, and its question names them
+PALETTE = {
     "1": ("red", (220, 30, 30)),
     "2": ("green", (30, 170, 40)),
+    "3": ("blue", (40, 60, 220)),
+    "4": ("yellow", (230, 200, 20)),
 }
-COLOUR_QUESTION = "What colour is the shape? Answer 1 for red, 2 for green."
+#: colours by default (``--colours``)
+DEFAULT_COLOURS = 2
 COUNT_QUESTION = "How many shapes are in the picture? Answer with a number from 1 to 4."
 KINDS = ("colour", "count")
-#: kind -> its question text
-QUESTIONS = {"colour": COLOUR_QUESTION, "count": COUNT_QUESTION}
-#: kind -> the answers its question allows
-ANSWERS = {"colour": tuple(COLOURS), "count": ("1", "2", "3", "4")}
+#: kind -> the text every question of that kind holds (:func:`question_kind` matches it)
+QUESTIONS = {"colour": "What colour is the shape?", "count": COUNT_QUESTION}
+
+
+def colours(count: int = DEFAULT_COLOURS) -> dict[str, tuple[str, tuple[int, int, int]]]:
+    """The first ``count`` colours of :data:`PALETTE` (2 to 4)."""
+    if not 2 <= count <= len(PALETTE):
+        raise ValueError(f"colours must be 2 to {len(PALETTE)}, got {count}")
+    return dict(list(PALETTE.items())[:count])
+
+
+def colour_question(count: int = DEFAULT_COLOURS) -> str:
+    """"What colour is the shape? Answer 1 for red, 2 for green." for ``count`` colours."""
+    names = ", ".join(f"{digit} for {name}" for digit, (name, _) in colours(count).items())
+    return f"{QUESTIONS['colour']} Answer {names}."
+
+
+COLOUR_QUESTION = colour_question()
+
+
+def answers(kind: str, colour_count: int = DEFAULT_COLOURS) -> tuple[str, ...]:
+    """The answers a question of ``kind`` allows (colour: 1 to ``colour_count``; count: 1-4)."""
+    return tuple(colours(colour_count)) if kind == "colour" else ("1", "2", "3", "4")
+
+
+def question_kind(text: str) -> str:
+    """The kind of question a prompt asks (``colour``/``count``), else ``other``."""
+    return next((kind for kind, question in QUESTIONS.items() if question in text), "other")
+
+
+def picture_hash(image: bytes) -> str:
+    """A picture's identity: the SHA-256 of its PNG bytes."""
+    return hashlib.sha256(image).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -70,24 +105,24 @@ def _png(img) -> bytes:
     return buf.getvalue()
 
 
-def colour_item(answer: str, rng: random.Random) -> Item:
+def colour_item(answer: str, rng: random.Random, colour_count: int = DEFAULT_COLOURS) -> Item:
     """One large shape of the answer's colour, filling most of the picture: every image token sees the colour."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (SIZE, SIZE), "white")
     side = rng.randint(SIZE * 4 // 5, SIZE - 16)
     x, y = rng.randint(8, SIZE - side - 8), rng.randint(8, SIZE - side - 8)
-    _draw_shape(ImageDraw.Draw(img), (x, y, x + side, y + side), COLOURS[answer][1], rng.random() < 0.5)
-    return Item("colour", COLOUR_QUESTION, answer, _png(img))
+    _draw_shape(ImageDraw.Draw(img), (x, y, x + side, y + side), PALETTE[answer][1], rng.random() < 0.5)
+    return Item("colour", colour_question(colour_count), answer, _png(img))
 
 
-def count_item(answer: str, rng: random.Random) -> Item:
+def count_item(answer: str, rng: random.Random, colour_count: int = DEFAULT_COLOURS) -> Item:
     """``answer`` small shapes of one colour, one per quadrant (random quadrants, jittered), never overlapping."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (SIZE, SIZE), "white")
     draw = ImageDraw.Draw(img)
-    colour = COLOURS[rng.choice(sorted(COLOURS))][1]
+    colour = PALETTE[rng.choice(sorted(colours(colour_count)))][1]
     half = SIZE // 2
     for qx, qy in rng.sample([(0, 0), (half, 0), (0, half), (half, half)], int(answer)):
         side = rng.randint(half * 2 // 5, half * 3 // 5)
@@ -96,16 +131,31 @@ def count_item(answer: str, rng: random.Random) -> Item:
     return Item("count", COUNT_QUESTION, answer, _png(img))
 
 
-def generate(count: int, seed: int, count_share: float = COUNT_SHARE) -> list[Item]:
+def generate(
+    count: int,
+    seed: int,
+    count_share: float = COUNT_SHARE,
+    colour_count: int = DEFAULT_COLOURS,
+    exclude: frozenset[str] = frozenset(),
+) -> list[Item]:
     """``count`` items, ``round(count * count_share)`` of them count questions and the rest colour questions,
-    answers cycling through each kind's :data:`ANSWERS`, in a seeded order."""
+    answers cycling through each kind's :func:`answers`, in a seeded order; a picture whose :func:`picture_hash` is
+    in ``exclude`` (another split's) is drawn again."""
     if not 0.0 <= count_share <= 1.0:
         raise ValueError(f"count_share must lie in [0, 1], got {count_share}")
     rng = random.Random(seed)
     n_count = round(count * count_share)
-    count_answers, colour_answers = ANSWERS["count"], ANSWERS["colour"]
-    items = [count_item(count_answers[i % len(count_answers)], rng) for i in range(n_count)]
-    items += [colour_item(colour_answers[i % len(colour_answers)], rng) for i in range(count - n_count)]
+    count_answers, colour_answers = answers("count"), answers("colour", colour_count)
+
+    def fresh(draw, answer: str) -> Item:
+        for _ in range(1000):
+            item = draw(answer, rng, colour_count)
+            if picture_hash(item.image) not in exclude:
+                return item
+        raise RuntimeError(f"1000 draws of a {answer!r} picture all equal excluded pictures")
+
+    items = [fresh(count_item, count_answers[i % len(count_answers)]) for i in range(n_count)]
+    items += [fresh(colour_item, colour_answers[i % len(colour_answers)]) for i in range(count - n_count)]
     rng.shuffle(items)
     return items
 
@@ -129,8 +179,10 @@ def row_of(item: Item, split: str, index: int) -> dict:
 
 def prepare(args: argparse.Namespace) -> Summary:
     summary = Summary("shapes", out_dir_of(args))
+    taken: frozenset[str] = frozenset()
     for split, size, seed in (("train", args.train_size, args.seed), ("test", args.test_size, args.seed + 1)):
-        items = generate(size, seed, args.count_share)
+        items = generate(size, seed, args.count_share, args.colours, exclude=taken)
+        taken = frozenset(picture_hash(item.image) for item in items)
         write_split(
             summary=summary,
             split=split,
@@ -141,7 +193,8 @@ def prepare(args: argparse.Namespace) -> Summary:
             total=len(items),
         )
     summary.notes.append(
-        f"data_source {DATA_SOURCE}: {', '.join(KINDS)} questions ({args.count_share:g} count), answers 1-2 / 1-4"
+        f"data_source {DATA_SOURCE}: {', '.join(KINDS)} questions ({args.count_share:g} count), answers "
+        f"1-{args.colours} / 1-4; no test picture equals a training picture (SHA-256)"
     )
     return summary
 
@@ -163,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-size", type=int, default=64, help="held-out questions (64)")
     parser.add_argument(
         "--count-share", type=_share, default=COUNT_SHARE, help=f"share of count (hard) questions ({COUNT_SHARE:g})"
+    )
+    parser.add_argument(
+        "--colours",
+        type=int,
+        choices=range(2, len(PALETTE) + 1),
+        default=DEFAULT_COLOURS,
+        help=f"colours the colour question asks about, 2-{len(PALETTE)} ({DEFAULT_COLOURS})",
     )
     parser.set_defaults(seed=0)
     return run_main(prepare, parser, argv)

@@ -121,3 +121,36 @@ def test_waiting_samples_of_one_prompt_are_generated_as_one_batch(server, sample
         loop.close()
     assert sorted(calls) == [4, 4]
     assert len(outputs) == 8 and all(1 <= len(o.token_ids) == len(o.log_probs) for o in outputs)
+
+
+def _fresh_draws(server, seed: int = 0, version: int = 0) -> None:
+    server.seed, server.weights_version = seed, version
+    server._drawn.clear()
+
+
+def _samples(server, prompt_ids, image, splits, params=None):
+    out = []
+    for count in splits:
+        out += server._generate_locked(prompt_ids, dict(params or PARAMS), [image], MM_KWARGS, count)
+    return [tuple(ids) for ids, _ in out]
+
+
+def test_the_same_seed_and_weights_give_the_same_samples_however_they_are_batched(server, sample_images):
+    """Reproducible sampling: each sample's noise comes from its own generator (seed, weights version, request,
+    index), so one batch of 8, batches of 3 and 5, and the global RNG in any state give the same 8 samples."""
+    image = sample_images()[0]
+    prompt_ids = _prompt(server, image)["input_ids"][0].tolist()
+    _fresh_draws(server)
+    torch.manual_seed(0)
+    whole = _samples(server, prompt_ids, image, [8])
+    _fresh_draws(server)
+    torch.manual_seed(123)
+    split = _samples(server, prompt_ids, image, [3, 5])
+    assert whole == split
+    assert len(set(whole)) > 1, "eight identical samples: no sampling happened"
+    _fresh_draws(server, seed=1)
+    assert _samples(server, prompt_ids, image, [8]) != whole, "another seed drew the same samples"
+    _fresh_draws(server, version=1)
+    assert _samples(server, prompt_ids, image, [8]) != whole, "new weights drew the same samples"
+    _fresh_draws(server)
+

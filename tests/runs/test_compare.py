@@ -207,7 +207,7 @@ def test_parser_and_quick_preset_come_from_one_declaration() -> None:
         flag = knob.name.replace("_", "-")
         assert actions[knob.name].option_strings == ([] if knob.name == "overrides" else [f"--{flag}"])
         assert knob.metadata["help"] in actions[knob.name].help
-    old_flags = "out estimators seeds steps test-freq quick backend config prompts n mini-batch lr warm-steps target"
+    old_flags = "out estimators seeds steps test-freq quick backend config prompts n mini-batch lr warm-epochs target colours"
     old_flags += " arms reference negative-control positive-control"
     assert {f"--{f}" for f in (*old_flags.split(), "cache-dir", "timeout", "jobs")} <= set(
         parser._option_string_actions
@@ -221,26 +221,28 @@ def test_parser_and_quick_preset_come_from_one_declaration() -> None:
             assert compare.settings_of(_args(f"--{knob.name.replace('_', '-')}", str(text))) == defaults
     assert (defaults.arms, defaults.seeds) == ((compare.Arm("mapo", "mapo"), compare.Arm("grpo", "grpo")), (1, 2))
     # --quick: exactly the preset (the knobs marked quick), as if each of its flags were given
-    assert compare.QUICK == {"arms": "mapo,grpo", "seeds": 2, "steps": 10, "test_freq": 5}
+    assert compare.QUICK == {"arms": "mapo,grpo", "seeds": 2, "steps": 10, "test_freq": 2}
     assert {k.name: k.metadata["default"] for k in fields(compare.Settings) if k.metadata["quick"]} == compare.QUICK
     spelled = [a for name, value in compare.QUICK.items() for a in (f"--{name.replace('_', '-')}", str(value))]
     quick = compare.settings_of(_args("--quick"))
     assert quick == compare.settings_of(_args(*spelled)) == defaults
     # given flags win over the preset; --test-freq left out stays within --steps
     s = compare.settings_of(_args("--quick", "--steps", "3", "--seeds", "1", "--estimators", "grpo"))
-    assert (s.arms, s.seeds, s.steps, s.test_freq) == ((compare.Arm("grpo", "grpo"),), (1,), 3, 3)
+    assert (s.arms, s.seeds, s.steps, s.test_freq) == ((compare.Arm("grpo", "grpo"),), (1,), 3, 2)
+    assert compare.settings_of(_args("--quick", "--steps", "1")).test_freq == 1
     assert compare.settings_of(_args("--estimators", "")).arms == defaults.arms  # empty: left out
     assert compare.settings_of(_args("--arms", "")).arms == defaults.arms
     every = compare.settings_of(
         _args(
             *("--backend", "gpu", "--config", "c", "--prompts", "4", "--n", "2", "--mini-batch", "2", "--lr", "0.5"),
-            *("--train-size", "9", "--test-size", "3", "--warm-steps", "1", "--target", "0.9", "--test-freq", "7"),
+            *("--train-size", "9", "--test-size", "3", "--warm-epochs", "1", "--target", "0.9", "--test-freq", "7"),
+            *("--colours", "3"),
             "a.b=1",
         )
     )
     assert every == compare.Settings(
-        backend="gpu", config="c", prompts=4, n=2, mini_batch=2, lr=0.5, train_size=9, test_size=3, warm_steps=1,
-        target=0.9, test_freq=7, overrides=("a.b=1",),
+        backend="gpu", config="c", prompts=4, n=2, mini_batch=2, lr=0.5, train_size=9, test_size=3, warm_epochs=1,
+        target=0.9, test_freq=7, colours=3, overrides=("a.b=1",),
     )  # fmt: skip
     run = compare.invocation_of(_args("--cache-dir", "d", "--timeout", "5", "--jobs", "3"), "cpu")
     assert run == compare.Invocation(out="x", cache_dir="d", timeout=5.0, jobs=3)
@@ -294,8 +296,6 @@ def test_shapes_task_is_balanced_deterministic_and_scored(tmp_path: Path) -> Non
     with pytest.raises(SystemExit):  # argparse's usage error, before anything is written
         shapes.main(["--local-save-dir", str(tmp_path / "bad"), "--count-share", "1.5", "--no-progress"])
     assert not (tmp_path / "bad").exists()
-    test = shapes.generate(16, seed=1)
-    assert not {i.image for i in test} & {i.image for i in items}
     assert (
         shapes.main(["--local-save-dir", str(tmp_path), "--train-size", "8", "--test-size", "4", "--no-progress"]) == 0
     )
@@ -313,10 +313,11 @@ def test_format_examples_never_carry_the_answers(tmp_path: Path) -> None:
     examples = compare.format_examples(tmp_path / "train.parquet", count=64)
     rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
     kinds = [compare.question_kind(row["prompt"][-1]["content"]) for row in rows]
-    assert len(examples) == sum(len(shapes.ANSWERS[kind]) for kind in kinds)
+    assert len(examples) == sum(len(shapes.answers(kind)) for kind in kinds)
     start = 0
     for row, kind in zip(rows, kinds, strict=True):  # each prompt with every answer its question allows, once
-        mine = examples[start : start + len(shapes.ANSWERS[kind])]
+        mine = examples[start : start + len(shapes.answers(kind))]
         start += len(mine)
         assert {e.images for e in mine} == {tuple(img["bytes"] for img in row["images"])}
-        assert sorted(e.answer for e in mine) == sorted(shapes.ANSWERS[kind])
+        assert sorted(e.answer for e in mine) == sorted(shapes.answers(kind))
+        assert {e.truth for e in mine} == {row["reward_model"]["ground_truth"]}

@@ -135,7 +135,9 @@ def test_failed_runs_are_flagged_left_out_and_counted() -> None:
     assert mapo["failed"] == [{"seed": 2, "status": "failed (exit 1)"}] and mapo["final"]["mean"] == pytest.approx(0.8)
     assert grpo["area"]["mean"] == pytest.approx((0.4 + 2 * 0.5 + 0.6 + 0.4 + 2 * 0.575 + 0.75) / 8)
     # paired by seed over the seeds both completed: seed 1 only (grpo's seed 3 timed out, mapo's seed 2 failed)
-    assert stats["paired"] == {"mapo": {"mean": pytest.approx(0.1), "low": None, "high": None, "n": 1}}
+    assert stats["paired"] == {
+        "mapo": {"mean": pytest.approx(0.1), "low": None, "high": None, "n": 1, "detectable": None}
+    }
     assert stats["reference"] == "grpo" and stats["controls"] is None
     table = compare.render_table(stats, 0.5)
     assert "| grpo | grpo | - | 2 | 1: s3 timed out | 0.400 (n/a: 2 seeds agree) | 0.675 [0.000, 1.000] |" in table
@@ -164,6 +166,7 @@ def test_paired_differences_and_controls() -> None:
     half = t_quantile(2) * math.sqrt(sum((d - 7 / 300) ** 2 for d in diffs) / 2) / math.sqrt(3)
     assert mapo["n"] == 3 and mapo["mean"] == pytest.approx(7 / 300)
     assert (mapo["low"], mapo["high"]) == pytest.approx((7 / 300 - half, 7 / 300 + half))
+    assert mapo["detectable"] == pytest.approx(half)  # the half-width: the smallest difference that excludes 0
     assert stats["paired_area"]["mapo"]["n"] == 3
     controls = stats["controls"]
     assert controls["negative"] == ["grpo", "grpo-b"] and controls["positive"] == ["slow", "grpo"]
@@ -173,6 +176,8 @@ def test_paired_differences_and_controls() -> None:
     assert "Paired by seed against grpo (arm - grpo, over the seeds both completed):" in table
     assert "* negative control, grpo - grpo-b: " in table and "interval covers 0: yes" in table
     assert "* positive control, slow - grpo: -0.200 [" in table and "interval excludes 0: yes" in table
+    assert controls["negative_difference"]["detectable"] > 0 and "(smallest detectable 0." in table
+    assert "| mapo | 3 | +0.023 [" in table and f"| {half:.3f} |" in table
     # a control the data do not bear out says so; one pair gives no verdict
     flipped = compare.summarise(runs, 0.5, "grpo", ["grpo", "slow"], "grpo-b")["controls"]
     assert flipped["negative_covers_zero"] is False and flipped["positive_excludes_zero"] is False
@@ -250,7 +255,7 @@ def test_write_path_from_run_folders(tmp_path: Path) -> None:
     assert (tmp_path / apd_run["metrics"]).is_file()
     killed = next(r for r in on_disk["runs"] if (r["arm"], r["seed"]) == ("apd", 2))
     assert killed["status"] == "timed out" and killed["final_acc"] == 1.0  # kept per run, left out of the means
-    assert on_disk["paired"]["apd"] == {"mean": 0.25, "low": None, "high": None, "n": 1}  # seed 1 only
+    assert on_disk["paired"]["apd"] == {"mean": 0.25, "low": None, "high": None, "n": 1, "detectable": None}
     assert on_disk["paired"]["twin"]["n"] == 2 and on_disk["controls"]["negative"] == ["grpo", "twin"]
     assert on_disk["controls"]["positive"] is None
     table = (tmp_path / "table.md").read_text()
@@ -306,7 +311,7 @@ def test_main_keys_runs_by_arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert [(r["arm"], r["seed"], r["status"]) for r in summary["runs"]] == [
         ("grpo", 1, "ok"), ("apd", 1, "ok"), ("grpo", 2, "timed out"), ("apd", 2, "ok"),
     ]  # fmt: skip
-    assert summary["paired"]["apd"] == {"mean": 0.25, "low": None, "high": None, "n": 1}  # seed 2's pair left out
+    assert summary["paired"]["apd"] == {"mean": 0.25, "low": None, "high": None, "n": 1, "detectable": None}
     assert summary["controls"]["positive"] == ["apd", "grpo"] and summary["controls"]["positive_excludes_zero"] is None
     console = capsys.readouterr().out
     assert "apd seed 1: held-out accuracy by step 0:0.50 2:1.00" in console

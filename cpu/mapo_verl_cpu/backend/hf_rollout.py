@@ -20,6 +20,13 @@ back to 1-D positions and the rollout's log-probs drift from the actor's once th
 Sampling never picks the padded vocabulary tail (ids >= len(tokenizer)) nor the vision placeholders, as verl
 masks them for vLLM; the returned log-probs are those of the same masked, temperature-scaled distribution:
 log pi(y_t) = log softmax(mask(z_t) / T)[y_t]   (T = 1 when greedy).
+
+Sampling is reproducible: every sample draws its tokens by the Gumbel-max rule,
+y_t = argmax_v (mask(z_t)_v / T + g_v),  g_v = -log(-log U_v),  U_v ~ Uniform(0, 1),
+an exact draw from softmax(mask(z_t) / T), with U from its own generator seeded by
+(``rollout.seed``, replica, weights version, the request's key, the sample's index among that key's requests since
+the weights changed) (:func:`sample_seed`). The same seed and weights give the same samples of each prompt whatever
+order the requests arrive in and however they are batched.
 """
 
 from __future__ import annotations
@@ -89,6 +96,45 @@ def expand_pads(prompt_ids: list[int], pad_id: int, counts: list[int]) -> list[i
     return out
 
 
+# ------------------------------------------------------------------------------------------------ sampling
+def sample_seed(seed: int, replica_rank: int, weights_version: int, key: str, index: int) -> int:
+    """The generator seed of one sample: a 63-bit hash of what identifies it, independent of arrival order."""
+    text = f"{seed}:{replica_rank}:{weights_version}:{key}:{index}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def keep_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """``scores`` (rows, vocab) with tokens outside the top k (``top_k`` > 0) and outside the smallest set whose
+    probability reaches ``top_p`` (< 1; the most likely token always kept) set to -inf."""
+    if top_k > 0 and top_k < scores.shape[-1]:
+        kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        ordered, order = torch.sort(scores, dim=-1, descending=True)
+        before = torch.cumsum(torch.softmax(ordered, dim=-1), dim=-1) - torch.softmax(ordered, dim=-1)
+        drop = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, before >= top_p)
+        scores = scores.masked_fill(drop, float("-inf"))
+    return scores
+
+
+class GumbelSampler(LogitsProcessor):
+    """Draws each row's next token itself: the argmax of the masked, temperature-scaled, top-k/top-p filtered
+    scores plus Gumbel noise from the row's own generator; returns 0 for the drawn token and -inf elsewhere, so
+    that transformers' own sampling step can only pick it."""
+
+    def __init__(self, mask, temperature: float, top_k: int, top_p: float, seeds: list[int]) -> None:
+        self.mask, self.temperature, self.top_k, self.top_p = mask, temperature, top_k, top_p
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scaled = keep_top_k_top_p(self.mask(scores) / self.temperature, self.top_k, self.top_p)
+        uniform = torch.stack(
+            [torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators]
+        ).clamp_(min=1e-300)
+        drawn = torch.argmax(scaled.double() - torch.log(-torch.log(uniform)), dim=-1, keepdim=True)
+        return torch.full_like(scores, float("-inf")).scatter_(-1, drawn, 0.0)
+
+
 # ------------------------------------------------------------------------------------------------ server
 def request_key(prompt_ids: list[int], sampling_params: dict, image_data: list[Any] | None, mm_kwargs: dict) -> str:
     """Requests with equal keys are samples of one distribution and may be generated as one batch."""
@@ -112,7 +158,9 @@ class HFRolloutServer:
         self.replica_rank = replica_rank
         if not torch.cuda.is_available():
             torch.set_num_threads(1)  # small CPU models: contending threads are far slower than one
-        torch.manual_seed(int(getattr(self.config, "seed", 0) or 0) + replica_rank)
+        self.seed = int(getattr(self.config, "seed", 0) or 0)
+        self.weights_version = 0  # load_weights calls so far: the sample seeds' "which policy"
+        self._drawn: dict[str, int] = {}  # request key -> samples drawn under this weights version
         self.tokenizer = self.model_config.tokenizer
         self.processor = self.model_config.processor
         path = self.model_config.local_path
@@ -185,6 +233,12 @@ class HFRolloutServer:
         with self._lock, torch.no_grad():
             return self._generate_many(prompt_ids, sampling_params, image_data, mm_kwargs, count)
 
+    def sample_seeds(self, key: str, count: int) -> list[int]:
+        """The seeds of the next ``count`` samples of requests with ``key`` under the current weights."""
+        first = self._drawn.get(key, 0)
+        self._drawn[key] = first + count
+        return [sample_seed(self.seed, self.replica_rank, self.weights_version, key, first + i) for i in range(count)]
+
     def build_inputs(self, prompt_ids: list[int], image_data: list[Any] | None, mm_kwargs: dict) -> dict[str, Any]:
         """Model inputs for one prompt: ids with pad runs re-expanded, pixel values, grid, token types."""
         inputs: dict[str, Any] = {}
@@ -238,18 +292,24 @@ class HFRolloutServer:
             def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
                 return server.mask_logits(scores)
 
+        if do_sample:
+            key = request_key(prompt_ids, sampling_params, image_data, mm_kwargs)
+            seeds = self.sample_seeds(key, count)
+            processor: LogitsProcessor = GumbelSampler(self.mask_logits, temperature, top_k, top_p, seeds)
+        else:
+            processor = _Mask()
         eos = self.model.generation_config.eos_token_id
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [self.tokenizer.eos_token_id])
         out = self.model.generate(
             **inputs,
             max_new_tokens=self._max_new_tokens(n_prompt, sampling_params),
-            do_sample=do_sample,
+            do_sample=do_sample,  # sampling: GumbelSampler leaves one token to pick
             num_return_sequences=count,
-            temperature=temperature if do_sample else None,
-            top_k=top_k if (do_sample and top_k > 0) else None,
-            top_p=top_p if do_sample else None,
+            temperature=1.0 if do_sample else None,
+            top_k=None,
+            top_p=None,
             repetition_penalty=float(sampling_params.get("repetition_penalty", 1.0) or 1.0),
-            logits_processor=LogitsProcessorList([_Mask()]),
+            logits_processor=LogitsProcessorList([processor]),
             eos_token_id=eos_ids,
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos_ids[0],
             return_dict_in_generate=True,
@@ -279,6 +339,8 @@ class HFRolloutServer:
         with self._lock, torch.no_grad():
             for name, tensor in named_tensors:
                 params[name].copy_(tensor.to(params[name].dtype))
+            self.weights_version += 1
+            self._drawn.clear()
         if global_steps is not None:
             self.global_steps = global_steps
         return len(named_tensors)

@@ -20,7 +20,10 @@ flagged and left out) and writes, atomically:
 * ``DIR/curves.png`` (the ``plots`` extra): the curves, per arm the mean over seeds with a 95% band.
 
 CPU (``--backend cpu``, the default): the shipped config shrunk to the tiny model, on the learnable ``shapes`` task
-(``python -m data_prep.shapes``), warm-started on the answer format with random answers. GPU clusters
+(``python -m data_prep.shapes --colours 4``), warm-started on the answer format only (every training prompt of the
+warm start with every answer, in balanced epochs). Seed k draws the tiny model's initial weights, its warm start,
+the training order (``data.seed``) and the rollout sampling (``actor_rollout_ref.rollout.seed``, reproducible in
+the ``hf`` rollout): every arm's run of seed k starts from the same weights and data, so arms pair by seed. GPU clusters
 (``--backend gpu``): ``--config NAME`` and the trailing Hydra overrides go to every run unchanged, plus the
 arm's estimator and overrides, the seeds, the step count and the logging.
 
@@ -49,7 +52,14 @@ from typing import TYPE_CHECKING, Any
 from mapo_verl.atomic_io import write_text
 from mapo_verl.supervise import ending_trees_on_sigterm
 from mapo_verl.verl_log import METRICS_FILE, TRAINING_STEP_KEY
-from mapo_verl_cpu.experiments.statistics import Estimate, curve_area, mean_interval, paired_difference
+from mapo_verl_cpu.experiments.statistics import (
+    Estimate,
+    curve_area,
+    detectable_difference,
+    mean_interval,
+    paired_difference,
+    paired_values,
+)
 from mapo_verl_cpu.fixtures.tiny_model import TinyModelSpec
 from mapo_verl_cpu.runners import Placement
 from mapo_verl_cpu.runners import run as run_with
@@ -226,7 +236,7 @@ class Settings:
     )
     steps: int = option(10, help_text="training steps per run", quick=True)
     #: left out, it is at most ``steps`` (:func:`settings_of`): every run validates at least once after training
-    test_freq: int = option(5, help_text="validate every N steps; left out, at most --steps", quick=True)
+    test_freq: int = option(2, help_text="validate every N steps; left out, at most --steps", quick=True)
     backend: str = option(
         "cpu", help_text="cpu: tiny model on the shapes task; gpu: the config as it is", choices=tuple(JOBS)
     )
@@ -238,7 +248,13 @@ class Settings:
     lr: float = option(CPU_LR, help_text="cpu: actor learning rate, every arm (unless it overrides it)")
     train_size: int = option(512, help_text="cpu: shapes training prompts (python -m data_prep.shapes)")
     test_size: int = option(64, help_text="cpu: shapes held-out prompts")
-    warm_steps: int = option(300, help_text="cpu: steps of the answer-format warm start")
+    colours: int = option(4, help_text="cpu: colours the shapes colour question asks about (2-4)", choices=(2, 3, 4))
+    val_samples: int = option(
+        4,
+        help_text="cpu: sampled answers per held-out prompt at temperature 1 (held-out accuracy: their mean, the "
+        "policy's expected accuracy); 0: one greedy answer",
+    )
+    warm_epochs: int = option(2, help_text="cpu: epochs of the answer-format warm start (every pair once an epoch)")
     target: float = option(0.5, help_text="held-out accuracy for 'steps to target'")
     reference: str | None = option(
         None, type=str, help_text="the arm the paired differences are taken against; left out: grpo, else the first"
@@ -325,9 +341,9 @@ def average(values: Sequence[float]) -> float:
 
 def question_kind(prompt: str) -> str:
     """The ``shapes`` question kind a validation prompt asks (``colour``/``count``), else ``other``."""
-    from data_prep.shapes import QUESTIONS
+    from data_prep.shapes import question_kind as kind
 
-    return next((kind for kind, text in QUESTIONS.items() if text in prompt), "other")
+    return kind(prompt)
 
 
 def kind_accuracy(validation_dir: Path) -> dict[str, list[list[float]]]:
@@ -495,7 +511,11 @@ def paired(runs: Sequence[dict], reference: str, value: Callable[[Mapping[str, A
         for arm in dict.fromkeys(arm_of(r) for r in runs)
     }
     ref = by_seed.get(reference, {})
-    return {arm: paired_difference(mine, ref).as_dict() for arm, mine in by_seed.items() if arm != reference}
+    return {
+        arm: {**paired_difference(mine, ref).as_dict(), "detectable": detectable_difference(paired_values(mine, ref))}
+        for arm, mine in by_seed.items()
+        if arm != reference
+    }
 
 
 def controls(runs: Sequence[dict], reference: str, negative: Sequence[str] | None, positive: str | None) -> dict | None:
@@ -511,7 +531,10 @@ def controls(runs: Sequence[dict], reference: str, negative: Sequence[str] | Non
             finals = [{r["seed"]: final_accuracy(r) for r in _completed(runs, arm)} for arm in pair]
             diff = paired_difference(finals[0], finals[1])
             covers = diff.covers_zero()
-            result[f"{kind}_difference"] = diff.as_dict()
+            result[f"{kind}_difference"] = {
+                **diff.as_dict(),
+                "detectable": detectable_difference(paired_values(finals[0], finals[1])),
+            }
             if kind == "negative":
                 result["negative_covers_zero"] = covers
             else:
@@ -535,6 +558,11 @@ def summarise(
 
 def _estimate(values: Mapping[str, Any], signed: bool = False) -> str:
     return Estimate(values["mean"], values["low"], values["high"], values["n"]).text(signed)
+
+
+def _detectable(values: Mapping[str, Any]) -> str:
+    found = values.get("detectable")
+    return "n/a" if found is None else f"{found:.3f}"
 
 
 def _failed_cell(row: Mapping[str, Any]) -> str:
@@ -564,12 +592,21 @@ def render_table(summary: Mapping[str, Any], target: float) -> str:
             "",
             f"Paired by seed against {reference} (arm - {reference}, over the seeds both completed):",
             "",
-            "| arm | pairs | final held-out acc difference (95% CI) | area difference (95% CI) |",
-            "| --- | --- | --- | --- |",
+            "| arm | pairs | final held-out acc difference (95% CI) | smallest detectable | area difference (95% CI) "
+            "| smallest detectable |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for arm, diff in summary["paired"].items():
             area = summary["paired_area"][arm]
-            lines.append(f"| {arm} | {diff['n']} | {_estimate(diff, True)} | {_estimate(area, True)} |")
+            lines.append(
+                f"| {arm} | {diff['n']} | {_estimate(diff, True)} | {_detectable(diff)} | {_estimate(area, True)} | "
+                f"{_detectable(area)} |"
+            )
+        lines += [
+            "",
+            "Smallest detectable: the paired interval's half-width, t_{0.975, n-1} s_d / sqrt(n); a mean difference "
+            "at least that large excludes 0 at the spread seen.",
+        ]
     checks = summary.get("controls")
     if checks:
         lines += ["", "Controls (final held-out accuracy, paired by seed):", ""]
@@ -581,7 +618,10 @@ def render_table(summary: Mapping[str, Any], target: float) -> str:
                 a, b = checks[kind]
                 said = {True: "yes", False: "NO", None: "n/a (fewer than 2 pairs or no spread)"}[checks[verdict]]
                 diff = _estimate(checks[f"{kind}_difference"], True)
-                lines.append(f"* {kind} control, {a} - {b}: {diff}; interval {want}: {said}")
+                found = _detectable(checks[f"{kind}_difference"])
+                lines.append(
+                    f"* {kind} control, {a} - {b}: {diff}; interval {want}: {said} (smallest detectable {found})"
+                )
     return "\n".join(lines)
 
 
@@ -723,8 +763,11 @@ def public_run(run: Mapping[str, Any]) -> dict:
     return {k: derived[k] if k in derived else run.get(k) for k in RUN_KEYS}
 
 
-def write_outputs(out: Path, settings: Settings, runs: Sequence[dict]) -> dict:
-    """``summary.json``, ``table.md`` and ``curves.png`` from the runs read so far; returns the summary."""
+def write_outputs(
+    out: Path, settings: Settings, runs: Sequence[dict], models: Mapping[int, Mapping[str, Any]] | None = None
+) -> dict:
+    """``summary.json``, ``table.md`` and ``curves.png`` from the runs read so far (``models``: seed -> its tiny
+    model's warm-start record, CPU only); returns the summary."""
     stats = summarise(
         runs, settings.target, reference_arm(settings), settings.negative_control, settings.positive_control
     )
@@ -739,6 +782,8 @@ def write_outputs(out: Path, settings: Settings, runs: Sequence[dict]) -> dict:
         "arms": {arm.name: {"estimator": arm.estimator, "overrides": list(arm.overrides)} for arm in settings.arms},
         **stats,
     }
+    if models:
+        summary["warm_start"] = {str(seed): dict(record) for seed, record in models.items()}
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot(runs, out / "curves.png")
     return summary
@@ -767,7 +812,7 @@ def read_summary(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ CPU set-up
-def prepare_shapes(out: Path, train_size: int, test_size: int) -> Path:
+def prepare_shapes(out: Path, train_size: int, test_size: int, colours: int = 2) -> Path:
     """``python -m data_prep.shapes`` into ``out/data/shapes`` (as a user would run it); returns the folder."""
     dest = out / "data" / "shapes"
     cmd = [
@@ -781,6 +826,8 @@ def prepare_shapes(out: Path, train_size: int, test_size: int) -> Path:
         str(train_size),
         "--test-size",
         str(test_size),
+        "--colours",
+        str(colours),
     ]
     result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -793,13 +840,14 @@ def prepare_shapes(out: Path, train_size: int, test_size: int) -> Path:
 COMPARE_MODEL_SPEC = TinyModelSpec(initializer_range=0.1, max_pixels=224 * 224)
 
 
-def format_examples(train_parquet: Path, count: int = 64) -> list:
+def format_examples(train_parquet: Path, count: int = 64, colours: int = 2) -> list:
     """Warm-start examples that teach the answer *format* only: each of the first ``count`` training prompts once
-    with every answer its question allows (``shapes.ANSWERS``: 1-2 for colour, 1-4 for count), so that the answer
-    carries no information about the picture (no test prompt is used)."""
+    with every answer its question allows (``shapes.answers``: 1 to ``colours`` for colour, 1-4 for count), so that
+    the answer carries no information about the picture (no test prompt is used); each knows its ``truth`` (not
+    trained on) for :func:`~mapo_verl_cpu.fixtures.tiny_model.picture_to_answer`."""
     import pyarrow.parquet as pq
 
-    from data_prep.shapes import ANSWERS
+    from data_prep.shapes import answers
     from mapo_verl_cpu.fixtures.tiny_model import WarmStartExample
 
     rows = pq.read_table(train_parquet).to_pylist()[:count]
@@ -808,10 +856,48 @@ def format_examples(train_parquet: Path, count: int = 64) -> list:
             question=row["prompt"][-1]["content"],
             answer=answer,
             images=tuple(img["bytes"] for img in row["images"]),
+            truth=row["reward_model"]["ground_truth"],
         )
         for row in rows
-        for answer in ANSWERS[question_kind(row["prompt"][-1]["content"])]
+        for answer in answers(question_kind(row["prompt"][-1]["content"]), colours)
     ]
+
+
+def model_spec(seed: int) -> TinyModelSpec:
+    """The tiny model of seed ``seed``: :data:`COMPARE_MODEL_SPEC` with its initial weights (and warm start) drawn
+    from ``seed``."""
+    return replace(COMPARE_MODEL_SPEC, seed=seed)
+
+
+def build_models(
+    settings: Settings, data_dir: Path, cache_dir: Path | None
+) -> tuple[dict[int, Path], dict[int, dict[str, Any]]]:
+    """Per seed, the tiny model (:func:`model_spec`) warm-started on :func:`format_examples` for
+    ``--warm-epochs`` balanced epochs (cached), and its ``warm_start.json`` (loss, picture-to-answer shares)."""
+    from mapo_verl_cpu.fixtures.tiny_model import build_tiny_model
+
+    examples = format_examples(data_dir / "train.parquet", colours=settings.colours)
+    dirs, records = {}, {}
+    for seed in settings.seeds:
+        dirs[seed] = build_tiny_model(
+            cache_dir,
+            examples=examples,
+            warm_steps=settings.warm_epochs * len(examples),
+            spec=model_spec(seed),
+            warm_style="format",
+        )
+        records[seed] = json.loads((dirs[seed] / "warm_start.json").read_text())
+    return dirs, records
+
+
+def validation_overrides(samples: int) -> list[str]:
+    """Held-out answers: ``samples`` draws per prompt at temperature 1 (``val-core/.../acc/mean@samples``, the
+    policy's expected accuracy, which moves with every step of learning rather than when a greedy answer flips for
+    a whole colour at once), or one greedy answer (0)."""
+    kwargs = "actor_rollout_ref.rollout.val_kwargs"
+    if samples <= 0:
+        return [f"{kwargs}.temperature=0", f"{kwargs}.n=1", f"{kwargs}.do_sample=False"]
+    return [f"{kwargs}.temperature=1.0", f"{kwargs}.n={samples}", f"{kwargs}.do_sample=True"]
 
 
 def run_spec(
@@ -855,18 +941,23 @@ def run_spec(
         f"actor_rollout_ref.actor.ppo_mini_batch_size={settings.mini_batch}",
         f"data.mm_processor_kwargs.max_pixels={COMPARE_MODEL_SPEC.max_pixels}",
         "trainer.save_freq=-1",
-        "actor_rollout_ref.rollout.val_kwargs.temperature=0",  # greedy held-out answers: no sampling noise
+        *validation_overrides(settings.val_samples),
     ]
     spec = cpu_run_spec(rollout, out=run_dir, overrides=base, steps=settings.steps, config_name=settings.config)
     return spec.with_overrides([*common, *cpu, *settings.overrides]).with_overrides(arm.overrides)
 
 
 def plan_runs(
-    settings: Settings, out: Path, model_dir: Path | None, data_dir: Path | None
+    settings: Settings, out: Path, model_dir: Mapping[int, Path] | Path | None, data_dir: Path | None
 ) -> dict[tuple[str, int], RunSpec]:
-    """(arm, seed) -> its run's spec in ``out/runs/<arm>-s<seed>``, seed by seed, every arm at each seed."""
+    """(arm, seed) -> its run's spec in ``out/runs/<arm>-s<seed>``, seed by seed, every arm at each seed; every arm
+    of seed k starts from seed k's model (``model_dir``: seed -> folder, or one folder for all)."""
+
+    def model_of(seed: int) -> Path | None:
+        return model_dir.get(seed) if isinstance(model_dir, Mapping) else model_dir
+
     return {
-        (arm.name, seed): run_spec(settings, arm, seed, out / "runs" / f"{arm.name}-s{seed}", model_dir, data_dir)
+        (arm.name, seed): run_spec(settings, arm, seed, out / "runs" / f"{arm.name}-s{seed}", model_of(seed), data_dir)
         for seed in settings.seeds
         for arm in settings.arms
     }
@@ -935,8 +1026,8 @@ def settings_of(args: argparse.Namespace) -> Settings:
     check_arms(s)
     if s.mini_batch < 1 or s.prompts % s.mini_batch:
         raise ValueError(f"--mini-batch must divide --prompts ({s.prompts}), got {s.mini_batch}")
-    if s.train_size < 1 or s.test_size < 1:
-        raise ValueError("--train-size/--test-size must be >= 1")
+    if s.train_size < 1 or s.test_size < 1 or s.val_samples < 0 or s.warm_epochs < 1:
+        raise ValueError("--train-size/--test-size/--warm-epochs must be >= 1, --val-samples >= 0")
     bad = bad_overrides(s.overrides)
     if bad:
         raise ValueError(f"not a Hydra override (key=value): {' '.join(bad)}")
@@ -990,23 +1081,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     out = Path(invocation.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    model_dir = data_dir = None
+    model_dirs: dict[int, Path] | None = None
+    models: dict[int, dict[str, Any]] = {}
+    data_dir = None
     if settings.backend == "cpu":
-        from mapo_verl_cpu.fixtures.tiny_model import build_tiny_model
-
-        data_dir = prepare_shapes(out, settings.train_size, settings.test_size)
-        log(f"data: {data_dir} (python -m data_prep.shapes)")
-        examples = format_examples(data_dir / "train.parquet")
-        model_dir = build_tiny_model(
-            Path(invocation.cache_dir) if invocation.cache_dir else None,
-            examples=examples,
-            warm_steps=settings.warm_steps,
-            spec=COMPARE_MODEL_SPEC,
-            warm_style="format",
+        data_dir = prepare_shapes(out, settings.train_size, settings.test_size, settings.colours)
+        log(f"data: {data_dir} (python -m data_prep.shapes --colours {settings.colours})")
+        model_dirs, models = build_models(
+            settings, data_dir, Path(invocation.cache_dir) if invocation.cache_dir else None
         )
-        log(f"model: {model_dir} (format warm start, every answer alike; {time.monotonic() - start:.0f} s so far)")
+        for seed, record in models.items():
+            shares = ", ".join(
+                f"{question_kind(q)} {v['share']:.3f} (chance {v['chance']:.3f})"
+                for q, v in record.get("picture_to_answer", {}).items()
+            )
+            log(
+                f"model of seed {seed}: {model_dirs[seed]} (format warm start, {record['steps']} steps; answer = "
+                f"the picture's: {shares})"
+            )
+        log(f"models built ({time.monotonic() - start:.0f} s so far)")
     arms = {arm.name: arm for arm in settings.arms}
-    specs = plan_runs(settings, out, model_dir, data_dir)
+    specs = plan_runs(settings, out, model_dirs, data_dir)
     plan = list(specs)
     # each run's p and lambda(p) by its own algorithm.mapo settings (its arm's overrides too), before any run starts
     mapo = {key: mapo_settings(spec) for key, spec in specs.items()}
@@ -1042,7 +1137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seconds": round(outcome.seconds, 1),
                 **result,
             }
-            write_outputs(out, settings, [done[key] for key in plan if key in done])
+            write_outputs(out, settings, [done[key] for key in plan if key in done], models)
 
     # SIGTERM (kill, scancel) ends every run's process tree, whichever thread supervises it
     with ending_trees_on_sigterm(), ThreadPoolExecutor(max_workers=invocation.jobs) as pool:
@@ -1050,7 +1145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             future.result()
     runs = [done[key] for key in plan]
     status = next((r["returncode"] for r in runs if r["returncode"]), 0)
-    summary = write_outputs(out, settings, runs)
+    summary = write_outputs(out, settings, runs, models)
     print(render_table(summary, settings.target), flush=True)
     log(f"wrote {out / 'summary.json'}, {out / 'table.md'}, {out / 'curves.png'} ({time.monotonic() - start:.0f} s)")
     return status

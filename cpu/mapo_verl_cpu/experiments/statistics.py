@@ -6,7 +6,9 @@ Pure functions on plain numbers (no numpy, no scipy: scipy is not a dependency).
 * 95% interval ``m -+ t_{0.975, n-1} * s / sqrt(n)`` (:func:`t_quantile`), reported only for ``n >= 2`` and
   ``s > 0``: one value, or values that all agree, give no interval ("n/a"), never a zero-width one;
 * paired difference of arm A against arm B: the values above for ``d_k = a_k - b_k`` over the seeds ``k`` both arms
-  completed;
+  completed; its smallest detectable difference at this seed count is the interval's half-width
+  ``t_{0.975, n-1} * s_d / sqrt(n)`` (:func:`detectable_difference`): a mean difference at least that large, at the
+  spread seen, gives an interval that excludes 0;
 * area under a curve ``[(t_0, y_0), ..., (t_m, y_m)]``: the trapezoid sum ``sum((t_j - t_{j-1}) * (y_j + y_{j-1}) / 2)``
   divided by the span ``t_m - t_0`` (the curve's mean height; in [0, 1] for accuracies).
 """
@@ -91,11 +93,27 @@ def mean_interval(values: Sequence[float], bounds: tuple[float, float] | None = 
     return Estimate(mean, low, high, n)
 
 
+def detectable_difference(values: Sequence[float]) -> float | None:
+    """``t_{0.975, n-1} * s / sqrt(n)`` of ``values`` (paired differences): the smallest mean difference whose 95%
+    interval excludes 0 at their spread; None below two values or without spread."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (n - 1))
+    return None if sd <= 1e-12 * max(1.0, abs(mean)) else t_quantile(n - 1) * sd / math.sqrt(n)
+
+
+def paired_values(arm: Mapping[int, float], reference: Mapping[int, float]) -> list[float]:
+    """``arm[k] - reference[k]`` for the seeds ``k`` both hold, in seed order."""
+    return [arm[seed] - reference[seed] for seed in sorted(arm.keys() & reference.keys())]
+
+
 def paired_difference(
     arm: Mapping[int, float], reference: Mapping[int, float], bounds: tuple[float, float] | None = (-1.0, 1.0)
 ) -> Estimate:
     """``arm - reference`` paired by seed over the seeds both hold (seed -> value), as :func:`mean_interval`."""
-    return mean_interval([arm[seed] - reference[seed] for seed in sorted(arm.keys() & reference.keys())], bounds)
+    return mean_interval(paired_values(arm, reference), bounds)
 
 
 def curve_area(curve: Sequence[Sequence[float]]) -> float | None:

@@ -1,0 +1,55 @@
+"""The arms study: does each group's own certainty matter? ``compare`` with GRPO, MAPO, MAPO with lambda permuted
+across groups, APD alone, and the two controls, 8 paired seeds, through verl's trainer on the CPU backend.
+
+    flock /tmp/mapo-heavy.lock .venv/bin/python benchmarks/study_arms.py [--out out/study_arms] [--publish]
+
+Runs ``python -m mapo_verl compare`` with :data:`STUDY` (other arguments are passed on and win), times it, and
+prints the tables. ``--publish`` copies ``table.md``, ``curves.png`` and ``summary.json`` into ``docs/learning/`` as
+``study_*``, the result docs/learning.md reports. About 2 hours on 2 CPU cores; never a test.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from bench_compare import publish  # the same folder: run as a script
+
+from mapo_verl_cpu.experiments.compare import main
+
+#: the arms, the seeds and the controls (``twin`` is ``grpo`` under another name: the negative control;
+#: ``grpo-quarter-lr`` learns more slowly: the positive control)
+STUDY = (
+    "--arms", "grpo,mapo,mapo-permuted,apd,twin=grpo,grpo-quarter-lr",
+    "--seeds", "8",
+    "--negative-control", "grpo,twin",
+    "--positive-control", "grpo-quarter-lr",
+)  # fmt: skip
+
+
+def run(argv: list[str]) -> int:
+    argv = list(argv)
+    do_publish = "--publish" in argv
+    argv = [a for a in argv if a != "--publish"]
+    if "--out" not in argv:
+        argv = ["--out", "out/study_arms", *argv]
+    out = Path(argv[argv.index("--out") + 1])
+    given = {a for a in argv if a.startswith("--")}
+    preset = [
+        value
+        for flag, arg in zip(STUDY[::2], STUDY[1::2], strict=True)
+        if flag not in given
+        for value in (flag, arg)
+    ]
+    start = time.monotonic()
+    status = main(["--quick", *preset, *argv])
+    print(f"[study_arms] compare: {time.monotonic() - start:.0f} s wall, exit status {status}", flush=True)
+    if do_publish:
+        for path in publish(out, prefix="study_"):
+            print(f"[study_arms] published {path}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))
