@@ -207,8 +207,8 @@ def test_parser_and_quick_preset_come_from_one_declaration() -> None:
         flag = knob.name.replace("_", "-")
         assert actions[knob.name].option_strings == ([] if knob.name == "overrides" else [f"--{flag}"])
         assert knob.metadata["help"] in actions[knob.name].help
-    old_flags = "out estimators seeds steps test-freq quick backend config prompts n mini-batch lr warm-epochs target colours"
-    old_flags += " arms reference negative-control positive-control"
+    old_flags = "out estimators seeds steps test-freq quick backend config prompts n mini-batch lr warm-epochs target"
+    old_flags += " colours val-samples arms reference negative-control positive-control"
     assert {f"--{f}" for f in (*old_flags.split(), "cache-dir", "timeout", "jobs")} <= set(
         parser._option_string_actions
     )

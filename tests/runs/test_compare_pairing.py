@@ -51,7 +51,8 @@ def test_four_colours_are_balanced_and_named_in_the_question() -> None:
 
 
 def test_the_format_warm_start_sees_every_pair_equally_and_the_pictures_answer_at_chance(tmp_path: Path) -> None:
-    assert shapes.main(["--local-save-dir", str(tmp_path), "--train-size", "64", "--colours", "4", "--no-progress"]) == 0
+    args = ["--local-save-dir", str(tmp_path), "--train-size", "64", "--colours", "4", "--no-progress"]
+    assert shapes.main(args) == 0
     examples = compare.format_examples(tmp_path / "train.parquet", count=64, colours=4)
     assert len(examples) == 64 * 4
     order = balanced_order(len(examples), 2 * len(examples), seed=3)
