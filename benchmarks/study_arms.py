@@ -18,12 +18,12 @@ from bench_compare import publish  # the same folder: run as a script
 
 from mapo_verl_cpu.experiments.compare import main
 
-#: the arms, the seeds and the controls (``twin`` is ``grpo`` under another name: the negative control;
-#: ``grpo-quarter-lr`` learns more slowly: the positive control)
+#: the arms, the seeds and the controls (``grpo-twin`` is ``grpo`` with a sampling stream of its own: the negative
+#: control; ``grpo-quarter-lr`` learns more slowly: the positive control)
 STUDY = (
-    "--arms", "grpo,mapo,mapo-permuted,apd,twin=grpo,grpo-quarter-lr",
+    "--arms", "grpo,mapo,mapo-permuted,apd,grpo-twin,grpo-quarter-lr",
     "--seeds", "8",
-    "--negative-control", "grpo,twin",
+    "--negative-control", "grpo,grpo-twin",
     "--positive-control", "grpo-quarter-lr",
 )  # fmt: skip
 
@@ -37,10 +37,7 @@ def run(argv: list[str]) -> int:
     out = Path(argv[argv.index("--out") + 1])
     given = {a for a in argv if a.startswith("--")}
     preset = [
-        value
-        for flag, arg in zip(STUDY[::2], STUDY[1::2], strict=True)
-        if flag not in given
-        for value in (flag, arg)
+        value for flag, arg in zip(STUDY[::2], STUDY[1::2], strict=True) if flag not in given for value in (flag, arg)
     ]
     start = time.monotonic()
     status = main(["--quick", *preset, *argv])

@@ -90,3 +90,22 @@ def test_held_out_answers_are_sampled_by_default_and_greedy_on_request(tmp_path:
     assert val_kwargs(val_samples=0) == {"temperature": "0", "n": "1", "do_sample": "False"}
     with pytest.raises(ValueError, match="--val-samples"):
         compare.settings_of(compare.build_parser().parse_args(["--out", "x", "--val-samples", "-1"]))
+
+
+def test_the_twin_arm_keeps_grpos_settings_with_a_sampling_stream_per_seed_of_its_own(tmp_path: Path) -> None:
+    settings = compare.Settings(arms=compare.parse_arms("grpo,grpo-twin"), seeds=(1, 2), steps=2, test_freq=1)
+    specs = compare.plan_runs(settings, tmp_path, tmp_path / "m", tmp_path / "d")
+
+    def rollout_seed(arm: str, seed: int) -> str:
+        args = specs[(arm, seed)].main_ppo_args()
+        return [a for a in args if a.startswith("actor_rollout_ref.rollout.seed=")][-1].split("=")[1]
+
+    assert [rollout_seed("grpo", s) for s in (1, 2)] == ["1", "2"]
+    assert [rollout_seed("grpo-twin", s) for s in (1, 2)] == ["10001", "10002"]
+    # every other argument is grpo's (the run's own folder and name aside)
+    for seed in (1, 2):
+        grpo, twin = (
+            {a for a in specs[(arm, seed)].main_ppo_args() if "runs/" not in a and "experiment_name" not in a}
+            for arm in ("grpo", "grpo-twin")
+        )
+        assert grpo ^ twin == {f"actor_rollout_ref.rollout.seed={seed}", f"actor_rollout_ref.rollout.seed=1000{seed}"}

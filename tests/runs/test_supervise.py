@@ -111,8 +111,8 @@ def test_sigterm_to_the_supervisor_ends_the_tree_it_supervises(tmp_path, script)
 # worker whose raylet exited first), then exits 0.
 ORPHAN_LEFT_BEHIND = (
     "import subprocess, sys\n"
-    "launcher = ('import subprocess, sys; p = subprocess.Popen([sys.executable, \"-c\", \"import time; "
-    "time.sleep(600)\"], start_new_session=True); print(\"ORPHAN\", p.pid, flush=True)')\n"
+    'launcher = (\'import subprocess, sys; p = subprocess.Popen([sys.executable, "-c", "import time; '
+    'time.sleep(600)"], start_new_session=True); print("ORPHAN", p.pid, flush=True)\')\n'
     "subprocess.run([sys.executable, '-c', launcher], check=True)\n"
 )
 

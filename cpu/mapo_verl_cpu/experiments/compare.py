@@ -129,14 +129,22 @@ class Arm:
     estimator: str
     overrides: tuple[str, ...] = ()
 
+    def overrides_for(self, seed: int) -> tuple[str, ...]:
+        """The arm's overrides for its run of ``seed``: ``{seed}`` in a value becomes the seed (``...rollout.seed=
+        1000{seed}``: a sampling stream of the arm's own, still one per seed)."""
+        return tuple(o.replace("{seed}", str(seed)) for o in self.overrides)
 
-#: named arms, ``NAME: ESTIMATOR[:override...]``; ``grpo-quarter-lr`` is the positive control of the CPU runs (a
-#: quarter of ``--lr``'s default, :data:`CPU_LR`: it learns more slowly)
+
+#: named arms, ``NAME: ESTIMATOR[:override...]``. ``grpo-twin`` is the negative control: grpo with a sampling
+#: stream of its own (rollout seed 10001 for seed 1, 10002 for seed 2, ...): the same settings, independent
+#: randomness (a twin sharing grpo's seeds would repeat its runs exactly). ``grpo-quarter-lr`` is the positive control
+#: of the CPU runs: a quarter of ``--lr``'s default, :data:`CPU_LR`, so it learns more slowly.
 ARM_PRESETS: Mapping[str, str] = {
     "grpo": "grpo",
     "mapo": "mapo",
     "mapo-permuted": "mapo:algorithm.mapo.lambda_assignment=permuted",
     "apd": "mapo:algorithm.mapo.lambda_fn=one",
+    "grpo-twin": "grpo:actor_rollout_ref.rollout.seed=1000{seed}",
     "grpo-quarter-lr": f"grpo:actor_rollout_ref.actor.optim.lr={CPU_LR / 4:g}",
 }
 #: presets whose overrides are tuned to the CPU backend's settings
@@ -923,7 +931,7 @@ def run_spec(
     if settings.backend == "gpu":
         env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(run_dir / METRICS_FILE)}
         spec = RunSpec(out=run_dir, overrides=tuple(common), steps=settings.steps, config_name=settings.config, env=env)
-        return spec.with_overrides(settings.overrides).with_overrides(arm.overrides)
+        return spec.with_overrides(settings.overrides).with_overrides(arm.overrides_for(seed))
     assert model_dir is not None and data_dir is not None
     rollout = ROLLOUTS["hf"]
     base = tiny_overrides(
@@ -944,7 +952,7 @@ def run_spec(
         *validation_overrides(settings.val_samples),
     ]
     spec = cpu_run_spec(rollout, out=run_dir, overrides=base, steps=settings.steps, config_name=settings.config)
-    return spec.with_overrides([*common, *cpu, *settings.overrides]).with_overrides(arm.overrides)
+    return spec.with_overrides([*common, *cpu, *settings.overrides]).with_overrides(arm.overrides_for(seed))
 
 
 def plan_runs(
