@@ -1,9 +1,11 @@
-"""The learnable task through verl's real trainer: a short ``compare`` (1 seed each) and the newcomer's smoke.
+"""The learnable task through verl's real trainer: a short ``compare`` (two arms, 1 seed) and the newcomer's smoke.
 
-``python -m mapo_verl compare`` with MAPO and GRPO, one seed each, STEPS steps (the two runs at a time), on the
-``shapes`` task, checked through its ``summary.json``, table and plot: each run's held-out accuracy must rise by at
-least MIN_RISE (docs/learning.md); then the newcomer's ``smoke`` without ``../shared``, whose groups must succeed at
-varied rates so that MAPO mixes (0 < mean lambda < 1 in some step) and whose output matches the README's sample.
+``python -m mapo_verl compare --arms grpo,mapo-permuted``, one seed, STEPS steps (the two runs at a time), on the
+``shapes`` task, checked through its ``summary.json``, table and plot: both runs complete and validate, the files
+are written, and the two arms' first-step rollouts are identical (seed 1's model, data and sampling for both: the
+pairing). No rise is asserted: over 4 steps the sampled held-out accuracy moved by less than its noise in the
+calibration runs (docs/learning.md). Then the newcomer's ``smoke`` without ``../shared``, whose groups must succeed
+at varied rates so that MAPO mixes (0 < mean lambda < 1 in some step) and whose output matches the README's sample.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from mapo_verl.verl_log import read_records, training_steps
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
 
 REPO = Path(__file__).resolve().parents[2]
-#: shorter than --quick's 10 steps (docs/learning.md: held-out 0.44 -> 0.81 by step 4 in the calibration runs, 0.78-0.81
-#: at step 5 in every --quick run)
-STEPS, TEST_FREQ = 6, 3
-MIN_RISE = 0.20
+#: shorter than --quick's 10 steps
+STEPS, TEST_FREQ = 4, 2
+ARMS = ("grpo", "mapo-permuted")
 RUN_TIMEOUT_S = 900
 
 
@@ -43,7 +44,7 @@ def _run(memory, *args: str, env_extra: dict[str, str] | None = None) -> subproc
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory, model_cache: Path, memory_claim) -> dict:
     out = tmp_path_factory.mktemp("compare")
-    cmd = ["compare", "--out", str(out), "--cache-dir", str(model_cache), "--estimators", "mapo,grpo"]
+    cmd = ["compare", "--out", str(out), "--cache-dir", str(model_cache), "--arms", ",".join(ARMS)]
     memory = memory_claim("hf", "compare (two runs at a time)", jobs=2)  # compare --jobs defaults to 2 on CPU
     proc = _run(memory, *cmd, "--seeds", "1", "--steps", str(STEPS), "--test-freq", str(TEST_FREQ))
     return {"out": out, "console": proc.stdout, "summary": json.loads((out / "summary.json").read_text())}
@@ -52,17 +53,23 @@ def comparison(tmp_path_factory, model_cache: Path, memory_claim) -> dict:
 def test_compare_writes_summary_table_and_plot(comparison: dict) -> None:
     out, summary = comparison["out"], comparison["summary"]
     runs = summary["runs"]
-    assert [(r["arm"], r["estimator"], r["seed"]) for r in runs] == [("mapo", "mapo", 1), ("grpo", "grpo", 1)]
+    assert [(r["arm"], r["estimator"], r["seed"]) for r in runs] == [
+        ("grpo", "grpo", 1),
+        ("mapo-permuted", "mapo", 1),
+    ]
     assert summary["arms"] == {
-        "mapo": {"estimator": "mapo", "overrides": []},
         "grpo": {"estimator": "grpo", "overrides": []},
+        "mapo-permuted": {"estimator": "mapo", "overrides": ["algorithm.mapo.lambda_assignment=permuted"]},
     }
+    assert summary["reference"] == "grpo" and summary["paired"]["mapo-permuted"]["n"] == 1
+    shares = summary["warm_start"]["1"]["picture_to_answer"]
+    assert shares and all(v["share"] == v["chance"] for v in shares.values()), shares
     for run in runs:
         assert run["steps"] == STEPS and run["status"] == "ok"
         assert (out / run["metrics"]).is_file()
         assert [s for s, _ in run["val_acc"]] == list(range(0, STEPS + 1, TEST_FREQ))
         assert all(0.0 <= acc <= 1.0 for _, acc in run["val_acc"])
-    assert "| mapo | mapo | tcr | 1 | 0 |" in (out / "table.md").read_text()
+    assert "| mapo-permuted | mapo | tcr, permuted | 1 | 0 |" in (out / "table.md").read_text()
     assert "mean lambda" in (out / "table.md").read_text()
     if _has_matplotlib():
         assert (out / "curves.png").is_file()
@@ -77,12 +84,18 @@ def _has_matplotlib() -> bool:
     return True
 
 
-def test_held_out_accuracy_rises_in_every_run(comparison: dict) -> None:
-    for run in comparison["summary"]["runs"]:
-        start, final = run["val_acc"][0][1], run["val_acc"][-1][1]
-        assert final - start >= MIN_RISE, f"{run['estimator']} seed {run['seed']}: held-out {run['val_acc']}"
-    rises = {row["arm"]: row["rise"]["mean"] for row in comparison["summary"]["table"]}
-    assert all(rise >= MIN_RISE for rise in rises.values()), rises
+def test_the_arms_first_step_rollouts_are_identical(comparison: dict) -> None:
+    """Seed 1 of both arms: the same weights, data order and sampling stream, so the same step-1 groups, response
+    for response (the estimators differ only from the first update on)."""
+    dumps = [comparison["out"] / "runs" / f"{arm}-s1" / "rollouts" / "1.jsonl" for arm in ARMS]
+
+    def rows(dump: Path) -> list[tuple[str, str, float]]:
+        records = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
+        return sorted((r["input"], r["output"], float(r["score"])) for r in records)
+
+    first, second = (rows(d) for d in dumps)
+    assert len(first) == 16 * 8 and first == second
+    assert len({output for _, output, _ in first}) > 8, "the groups' responses do not vary: no sampling"
 
 
 def test_newcomer_smoke_mixes(tmp_path: Path, model_cache: Path, memory_claim, readme_smoke_sample) -> None:

@@ -5,6 +5,9 @@ tests/e2e/test_hf_rollout.py)."""
 
 from __future__ import annotations
 
+import importlib.util
+import shlex
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -109,3 +112,33 @@ def test_the_twin_arm_keeps_grpos_settings_with_a_sampling_stream_per_seed_of_it
             for arm in ("grpo", "grpo-twin")
         )
         assert grpo ^ twin == {f"actor_rollout_ref.rollout.seed={seed}", f"actor_rollout_ref.rollout.seed=1000{seed}"}
+
+
+def test_every_compare_command_in_the_docs_parses() -> None:
+    """docs/learning.md's ``python -m mapo_verl compare`` commands (continuation lines joined) and the study script's
+    preset: each one a valid setting, before anything runs."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "docs" / "learning.md").read_text().replace("\\\n", " ")
+    commands = [line.split("#")[0] for line in text.splitlines() if line.startswith("python -m mapo_verl compare")]
+    assert len(commands) >= 4, commands
+    for command in commands:
+        argv = shlex.split(command)[4:]
+        compare.settings_of(compare.build_parser().parse_args(argv))
+    spec = importlib.util.spec_from_file_location("study_arms", repo / "benchmarks" / "study_arms.py")
+    assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(repo / "benchmarks"))
+    try:
+        study = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(study)
+    finally:
+        sys.path.remove(str(repo / "benchmarks"))
+    settings = compare.settings_of(compare.build_parser().parse_args(["--quick", *study.STUDY, "--out", "x"]))
+    assert [arm.name for arm in settings.arms] == [
+        "grpo",
+        "mapo",
+        "mapo-permuted",
+        "apd",
+        "grpo-twin",
+        "grpo-quarter-lr",
+    ]
+    assert settings.seeds == tuple(range(1, 9)) and settings.negative_control == ("grpo", "grpo-twin")
