@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mapo_verl_cpu.experiments.compare import main
@@ -34,19 +35,27 @@ def publish(out: Path, dest: Path = DOCS, prefix: str = "quick_") -> list[Path]:
     return copies
 
 
-def run(argv: list[str]) -> int:
+def run(
+    argv: list[str],
+    preset: Sequence[str] = ("--quick",),
+    prefix: str = "quick_",
+    default_out: str = "out/bench_compare",
+    label: str = "bench_compare",
+) -> int:
+    """``compare`` with ``preset`` then ``argv`` (``--out`` defaults to ``default_out``), timed; ``--publish`` in
+    ``argv`` copies the outputs into docs/learning/ as ``<prefix><name>``."""
     argv = list(argv)
     do_publish = "--publish" in argv
     argv = [a for a in argv if a != "--publish"]
     if "--out" not in argv:
-        argv = ["--out", "out/bench_compare", *argv]
+        argv = ["--out", default_out, *argv]
     out = Path(argv[argv.index("--out") + 1])
     start = time.monotonic()
-    status = main(["--quick", *argv])
-    print(f"[bench_compare] compare --quick: {time.monotonic() - start:.0f} s wall, exit status {status}", flush=True)
+    status = main([*preset, *argv])
+    print(f"[{label}] compare: {time.monotonic() - start:.0f} s wall, exit status {status}", flush=True)
     if do_publish:
-        for path in publish(out):
-            print(f"[bench_compare] published {path}", flush=True)
+        for path in publish(out, prefix=prefix):
+            print(f"[{label}] published {path}", flush=True)
     return status
 
 

@@ -11,12 +11,8 @@ prints the tables. ``--publish`` copies ``table.md``, ``curves.png`` and ``summa
 from __future__ import annotations
 
 import sys
-import time
-from pathlib import Path
 
-from bench_compare import publish  # the same folder: run as a script
-
-from mapo_verl_cpu.experiments.compare import main
+import bench_compare  # the same folder: run as a script
 
 #: the arms, the seeds and the controls (``grpo-twin`` is ``grpo`` with a sampling stream of its own: the negative
 #: control; ``grpo-quarter-lr`` learns more slowly: the positive control)
@@ -29,23 +25,11 @@ STUDY = (
 
 
 def run(argv: list[str]) -> int:
-    argv = list(argv)
-    do_publish = "--publish" in argv
-    argv = [a for a in argv if a != "--publish"]
-    if "--out" not in argv:
-        argv = ["--out", "out/study_arms", *argv]
-    out = Path(argv[argv.index("--out") + 1])
     given = {a for a in argv if a.startswith("--")}
-    preset = [
-        value for flag, arg in zip(STUDY[::2], STUDY[1::2], strict=True) if flag not in given for value in (flag, arg)
-    ]
-    start = time.monotonic()
-    status = main(["--quick", *preset, *argv])
-    print(f"[study_arms] compare: {time.monotonic() - start:.0f} s wall, exit status {status}", flush=True)
-    if do_publish:
-        for path in publish(out, prefix="study_"):
-            print(f"[study_arms] published {path}", flush=True)
-    return status
+    flags = [v for flag, arg in zip(STUDY[::2], STUDY[1::2], strict=True) if flag not in given for v in (flag, arg)]
+    return bench_compare.run(
+        argv, preset=["--quick", *flags], prefix="study_", default_out="out/study_arms", label="study_arms"
+    )
 
 
 if __name__ == "__main__":
