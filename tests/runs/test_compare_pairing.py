@@ -78,6 +78,7 @@ def test_seed_k_of_every_arm_starts_from_seed_ks_model_and_draws(tmp_path: Path)
         args = spec.main_ppo_args()
         assert f"actor_rollout_ref.model.path={models[seed]}" in args, (arm, seed)
         assert f"data.seed={seed}" in args and f"actor_rollout_ref.rollout.seed={seed}" in args
+        assert "trainer.balance_batch=False" in args  # whole groups per PPO mini-batch, whatever the arrival order
     assert [compare.model_spec(s).seed for s in (1, 2)] == [1, 2]
     assert compare.model_spec(1).initializer_range == compare.COMPARE_MODEL_SPEC.initializer_range
 

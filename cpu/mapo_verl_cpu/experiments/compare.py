@@ -950,6 +950,11 @@ def run_spec(
         f"data.mm_processor_kwargs.max_pixels={COMPARE_MODEL_SPEC.max_pixels}",
         "trainer.save_freq=-1",
         *validation_overrides(settings.val_samples),
+        # verl's length balancing reorders the rows before the PPO mini-batches are cut; which of a group's equal
+        # requests got which sample depends on arrival order, so balancing would split the groups across mini-batches
+        # by chance, and two runs of the same seed would take different first updates from the same rollouts. In
+        # batch order every mini-batch holds whole groups (one actor rank: nothing to balance).
+        "trainer.balance_batch=False",
     ]
     spec = cpu_run_spec(rollout, out=run_dir, overrides=base, steps=settings.steps, config_name=settings.config)
     return spec.with_overrides([*common, *cpu, *settings.overrides]).with_overrides(arm.overrides_for(seed))
