@@ -89,14 +89,18 @@ def option(
     help_text: str,
     cli: Callable[[Any], Any] | None = None,
     quick: bool = False,
+    positional: bool = False,
     **argparse_kw: Any,
 ) -> Any:
     """One knob, declared once, as a dataclass field: ``default`` as the command line spells it (the field's own
     default is ``cli(default)``), the help text, ``cli`` (the flag's value -> the field's; None from it means the
     flag was left out), ``quick`` (``--quick``'s preset holds this knob at its default) and argparse's own keywords
     (``type`` where the default does not tell it, ``choices``, ``required``, ``nargs``). The flag is the field's name
-    with dashes (``test_freq``: ``--test-freq``); a field with ``nargs`` is the positional argument."""
-    metadata = {"help": help_text, "cli": cli, "quick": quick, "argparse": argparse_kw, "default": default}
+    with dashes (``test_freq``: ``--test-freq``), or no flag for the ``positional`` argument."""
+    metadata = {
+        "help": help_text, "cli": cli, "quick": quick, "positional": positional, "argparse": argparse_kw,
+        "default": default,
+    }  # fmt: skip
     if default is MISSING:
         return field(metadata=metadata)
     return field(default=cli(default) if cli is not None and default is not None else default, metadata=metadata)
@@ -107,9 +111,22 @@ def _names(text: str) -> tuple[str, ...] | None:
     return tuple(name for name in text.split(",") if name) if text else None
 
 
-def _first_seeds(count: int) -> tuple[int, ...]:
-    """K -> seeds 1..K."""
-    return tuple(range(1, count + 1))
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds``: ``K`` -> seeds 1..K; ``A-B`` -> A..B; ``A,B,...`` -> those (a comparison's later seeds, to
+    :func:`merge` with its first). ValueError naming the flag for anything else, a seed below 1 or a repeat."""
+    try:
+        if "," in text:
+            seeds = tuple(int(part) for part in text.split(",") if part)
+        elif "-" in text.strip("-"):
+            low, high = (int(part) for part in text.split("-", 1))
+            seeds = tuple(range(low, high + 1))
+        else:
+            seeds = tuple(range(1, int(text) + 1))
+    except ValueError:
+        raise ValueError(f"--seeds: K (seeds 1..K), A-B or A,B,... with whole numbers, got {text!r}") from None
+    if not seeds or min(seeds) < 1 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: at least one seed, each >= 1 and given once, got {text!r}")
+    return seeds
 
 
 #: runs at a time when ``--jobs`` is left out, per backend
@@ -240,7 +257,11 @@ class Settings:
         None, type=str, help_text="comma-separated adv_estimator names: --arms of bare estimators", cli=_names
     )
     seeds: tuple[int, ...] = option(
-        2, help_text="seeds per arm, 1..K, the same for all (paired by seed)", cli=_first_seeds, quick=True
+        "2",
+        type=str,
+        help_text="seeds of every arm (paired by seed): K for 1..K, A-B, or A,B,...",
+        cli=seed_list,
+        quick=True,
     )
     steps: int = option(10, help_text="training steps per run", quick=True)
     #: left out, it is at most ``steps`` (:func:`settings_of`): every run validates at least once after training
@@ -275,7 +296,7 @@ class Settings:
         None, type=str, help_text="an arm known to be worse; its difference from --reference should exclude 0"
     )
     overrides: tuple[str, ...] = option(
-        (), help_text="Hydra overrides passed to every main_ppo run", cli=tuple, nargs="*"
+        (), help_text="Hydra overrides passed to every main_ppo run", cli=tuple, nargs="*", positional=True
     )
 
 
@@ -286,6 +307,14 @@ class Invocation:
     out: str = option(help_text="output folder", required=True)
     cache_dir: str | None = option(None, type=str, help_text="cpu: where the tiny model is cached (~/.cache/mapo-verl)")
     timeout: float | None = option(None, type=float, help_text="seconds per run before its process tree ends")
+    merge: tuple[str, ...] | None = option(
+        None,
+        type=str,
+        nargs="+",
+        help_text="instead of running: comparisons of the same settings and other seeds (their summary.json, or their "
+        "folders to read the runs again), aggregated into --out as one",
+        cli=tuple,
+    )
     jobs: int | None = option(
         None,
         type=int,
@@ -755,7 +784,7 @@ SUMMARY_FORMAT = 2
 #: the keys of each run's record in ``summary.json``
 RUN_KEYS = (
     "arm", "estimator", "overrides", "seed", "status", "steps", "metrics", "val_acc", "final_acc", "area", "kinds",
-    "returncode", "seconds",
+    "returncode", "seconds", "score", "lambda", "p", "lambdas", "lambda_fn", "lambda_assignment", "commit",
 )  # fmt: skip
 
 
@@ -767,8 +796,111 @@ def public_run(run: Mapping[str, Any]) -> dict:
         "status": run_status(run),
         "final_acc": final_accuracy(run) if run["val_acc"] else None,
         "area": curve_area(run["val_acc"]),
+        # JSON's keys are strings: the record is what summary.json holds (run_of_record turns them back)
+        "p": {str(step): ps for step, ps in (run.get("p") or {}).items()},
+        "lambdas": {str(step): lams for step, lams in (run.get("lambdas") or {}).items()},
+        "score": [list(point) for point in run.get("score") or []],
+        "lambda": [list(point) for point in run.get("lambda") or []],
     }
     return {k: derived[k] if k in derived else run.get(k) for k in RUN_KEYS}
+
+
+def run_of_record(record: Mapping[str, Any]) -> dict:
+    """A run as :func:`read_run` gives it, from its ``summary.json`` record (JSON's string step keys back to ints;
+    fields a record of an older version lacks are empty)."""
+    run = {**record, "overrides": list(record.get("overrides") or [])}
+    for key in ("p", "lambdas"):
+        run[key] = {int(step): values for step, values in (record.get(key) or {}).items()}
+    for key in ("score", "lambda"):
+        run[key] = record.get(key) or []
+    run["kinds"] = record.get("kinds") or {}
+    return run
+
+
+def reread_runs(folder: Path, summary: Mapping[str, Any]) -> list[dict]:
+    """The runs of the comparison in ``folder`` read again from their folders (``runs/<arm>-s<seed>``) with this
+    version's readers, each run's p and lambda(p) by its arm's MAPO settings; a run whose folder is gone keeps its
+    record. Status, seconds and commit stay as recorded."""
+    settings = Settings(
+        **{
+            **{k: v for k, v in summary["settings"].items() if k in {f.name for f in fields(Settings)}},
+            "arms": tuple(Arm(n, a["estimator"], tuple(a["overrides"])) for n, a in summary["arms"].items()),
+            "seeds": tuple(summary["settings"]["seeds"]),
+            "overrides": tuple(summary["settings"].get("overrides") or ()),
+            "negative_control": None,
+            "estimators": None,
+        }
+    )
+    arms = {arm.name: arm for arm in settings.arms}
+    runs = []
+    for record in summary["runs"]:
+        run_dir = folder / "runs" / f"{record['arm']}-s{record['seed']}"
+        run = run_of_record(record)
+        if run_dir.is_dir():
+            spec = run_spec(settings, arms[record["arm"]], record["seed"], run_dir, Path("model"), Path("data"))
+            run.update(read_run(run_dir, mapo_settings(spec)))
+        runs.append(run)
+    return runs
+
+
+def merge(paths: Sequence[Path]) -> tuple[Settings, list[dict], dict[int, dict[str, Any]]]:
+    """One comparison from several comparisons' ``summary.json`` files (format 2), or their folders (whose runs are
+    then read again from their run folders, :func:`reread_runs`), of the same settings and arms but other seeds
+    (``--seeds 1-7`` now, ``--seeds 8`` later): their settings with the seeds united, their runs (each keeps its
+    ``commit``), their warm-start records. ValueError naming the file for another format, other settings or arms,
+    or an (arm, seed) run twice."""
+    merged: list[dict] = []
+    models: dict[int, dict[str, Any]] = {}
+    first: dict[str, Any] | None = None
+    arms: dict[str, Any] | None = None
+    for path in paths:
+        path = Path(path)
+        summary = json.loads((path / "summary.json" if path.is_dir() else path).read_text())
+        if summary.get("format") != SUMMARY_FORMAT:
+            raise ValueError(f"--merge: {path}: summary format {summary.get('format')}, not {SUMMARY_FORMAT}")
+        settings = {k: v for k, v in summary["settings"].items() if k != "seeds"}
+        if first is None:
+            first, arms = settings, summary["arms"]
+        elif settings != first or summary["arms"] != arms:
+            differ = sorted(k for k in first.keys() | settings.keys() if first.get(k) != settings.get(k))
+            raise ValueError(f"--merge: {path}: other settings than {paths[0]} ({', '.join(differ) or 'arms'})")
+        seen = {(r["arm"], r["seed"]) for r in merged}
+        runs = reread_runs(path, summary) if path.is_dir() else [run_of_record(r) for r in summary["runs"]]
+        twice = sorted({(r["arm"], r["seed"]) for r in runs} & seen)
+        if twice:
+            raise ValueError(f"--merge: {path}: runs already merged: {', '.join(f'{a} seed {s}' for a, s in twice)}")
+        merged += runs
+        models.update({int(seed): record for seed, record in (summary.get("warm_start") or {}).items()})
+    assert first is not None
+    seeds = tuple(sorted({r["seed"] for r in merged}))
+    raw = {
+        **first,
+        "seeds": seeds,
+        "arms": tuple(Arm(n, a["estimator"], tuple(a["overrides"])) for n, a in arms.items()),
+    }
+    for key in ("estimators", "negative_control", "overrides"):
+        if raw.get(key) is not None:
+            raw[key] = tuple(raw[key])
+    order = {arm: i for i, arm in enumerate(arms)}
+    merged.sort(key=lambda r: (r["seed"], order[r["arm"]]))
+    return Settings(**raw), merged, dict(sorted(models.items()))
+
+
+def code_commit() -> str | None:
+    """The checkout's git commit (with ``+changes`` when the tree differs from it), None outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
 
 
 def write_outputs(
@@ -985,7 +1117,7 @@ def _add_option(parser: argparse.ArgumentParser, knob: Field) -> None:
     if meta["default"] not in (MISSING, None, ()):
         kw.setdefault("type", type(meta["default"]))
         text += f" ({meta['default']})"
-    if "nargs" in kw:
+    if meta["positional"]:
         parser.add_argument(knob.name, default=None, help=text, **kw)
     else:
         parser.add_argument("--" + knob.name.replace("_", "-"), default=None, help=text, **kw)
@@ -1085,6 +1217,8 @@ def invocation_of(args: argparse.Namespace, backend: str) -> Invocation:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.merge:
+        return merge_main(args)
     try:
         settings = settings_of(args)
         invocation = invocation_of(args, settings.backend)
@@ -1094,6 +1228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     out = Path(invocation.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    commit = code_commit()
     model_dirs: dict[int, Path] | None = None
     models: dict[int, dict[str, Any]] = {}
     data_dir = None
@@ -1148,6 +1283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "metrics": str(spec.metrics_path.relative_to(out)),
                 "returncode": 124 if outcome.timed_out else outcome.returncode,
                 "seconds": round(outcome.seconds, 1),
+                "commit": commit,
                 **result,
             }
             write_outputs(out, settings, [done[key] for key in plan if key in done], models)
@@ -1162,6 +1298,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render_table(summary, settings.target), flush=True)
     log(f"wrote {out / 'summary.json'}, {out / 'table.md'}, {out / 'curves.png'} ({time.monotonic() - start:.0f} s)")
     return status
+
+
+def merge_main(args: argparse.Namespace) -> int:
+    """``--merge A/summary.json B/summary.json --out DIR``: :func:`merge`, then the outputs of one comparison in
+    ``DIR`` (no run starts; the per-step certainty comes from the runs' records)."""
+    try:
+        settings, runs, models = merge([Path(p) for p in args.merge])
+    except (OSError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    summary = write_outputs(out, settings, runs, models)
+    print(render_table(summary, settings.target), flush=True)
+    log(f"merged {len(runs)} runs of {len(args.merge)} comparisons into {out / 'summary.json'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,72 @@
+"""``compare --seeds A-B`` and ``--merge``: a comparison's later seeds run on their own and aggregated with its first
+ones into one set of outputs, exactly as if they had run together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mapo_verl_cpu.experiments import compare
+from tests.runs.test_compare_statistics import _curve, _run
+
+
+def test_seed_lists() -> None:
+    assert compare.seed_list("3") == (1, 2, 3)
+    assert compare.seed_list("6-8") == (6, 7, 8)
+    assert compare.seed_list("2,5") == (2, 5)
+    for bad in ("0", "a", "1,1", "3-1", "-2"):
+        with pytest.raises(ValueError, match="--seeds"):
+            compare.seed_list(bad)
+    parsed = compare.settings_of(compare.build_parser().parse_args(["--out", "x", "--seeds", "6-8"]))
+    assert parsed.seeds == (6, 7, 8)
+
+
+def _comparison(out: Path, seeds: tuple[int, ...], finals: dict[str, list[float]]) -> Path:
+    arms = compare.parse_arms("grpo,mapo,grpo-twin")
+    settings = compare.Settings(arms=arms, seeds=seeds, steps=10, test_freq=5, negative_control=("grpo", "grpo-twin"))
+    runs = []
+    for seed in seeds:
+        for arm in arms:
+            run = _run(arm.name, seed, _curve(finals[arm.name][seed - 1]), estimator=arm.estimator)
+            run["p"], run["lambdas"] = {1: [0.25, 1.0]}, {1: [0.25, 1.0]}
+            runs.append(run)
+    compare.write_outputs(out, settings, runs)
+    return out / "summary.json"
+
+
+FINALS = {
+    "grpo": [0.50, 0.60, 0.55, 0.58],
+    "mapo": [0.55, 0.66, 0.57, 0.63],
+    "grpo-twin": [0.52, 0.58, 0.56, 0.57],
+}
+
+
+def test_merging_later_seeds_gives_what_one_comparison_of_all_seeds_gives(tmp_path: Path) -> None:
+    whole = json.loads(_comparison(tmp_path / "whole", (1, 2, 3, 4), FINALS).read_text())
+    first = _comparison(tmp_path / "first", (1, 2, 3), FINALS)
+    later = _comparison(tmp_path / "later", (4,), FINALS)
+    assert compare.main(["--merge", str(first), str(later), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    for key in ("table", "paired", "paired_area", "controls", "arms", "reference"):
+        assert merged[key] == whole[key], key
+    assert merged["settings"]["seeds"] == [1, 2, 3, 4]
+    assert [(r["arm"], r["seed"]) for r in merged["runs"]] == [(r["arm"], r["seed"]) for r in whole["runs"]]
+    assert merged["runs"][0]["p"] == {"1": [0.25, 1.0]}  # the per-step certainty travels in the records
+    assert (tmp_path / "merged" / "table.md").read_text() == (tmp_path / "whole" / "table.md").read_text()
+
+
+def test_merge_refuses_other_settings_and_runs_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = _comparison(tmp_path / "first", (1, 2), FINALS)
+    again = _comparison(tmp_path / "again", (2, 3), FINALS)
+    assert compare.main(["--merge", str(first), str(again), "--out", str(tmp_path / "m")]) == 2
+    assert "runs already merged: grpo seed 2" in capsys.readouterr().err
+    other = json.loads(first.read_text())
+    other["settings"]["lr"] = 0.5
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    later = _comparison(tmp_path / "later", (3,), FINALS)
+    assert compare.main(["--merge", str(tmp_path / "other.json"), str(later), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "other settings than" in err and "(lr)" in err
+    assert not (tmp_path / "m" / "summary.json").exists()
