@@ -62,7 +62,7 @@ def colours(count: int = DEFAULT_COLOURS) -> dict[str, tuple[str, tuple[int, int
 
 
 def colour_question(count: int = DEFAULT_COLOURS) -> str:
-    """"What colour is the shape? Answer 1 for red, 2 for green." for ``count`` colours."""
+    """ "What colour is the shape? Answer 1 for red, 2 for green." for ``count`` colours."""
     names = ", ".join(f"{digit} for {name}" for digit, (name, _) in colours(count).items())
     return f"{QUESTIONS['colour']} Answer {names}."
 
