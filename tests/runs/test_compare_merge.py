@@ -70,3 +70,45 @@ def test_merge_refuses_other_settings_and_runs_twice(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert "other settings than" in err and "(lr)" in err
     assert not (tmp_path / "m" / "summary.json").exists()
+
+
+def _study_module():
+    import importlib.util
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("study_arms", repo / "benchmarks" / "study_arms.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(repo / "benchmarks"))
+    return module
+
+
+def test_the_study_report_reads_every_number_and_verdict_from_the_summary(tmp_path: Path) -> None:
+    study = _study_module()
+    finals = {**FINALS, "mapo-permuted": [0.50, 0.61, 0.54, 0.60], "apd": [0.51, 0.60, 0.55, 0.59]}
+    arms = compare.parse_arms("grpo,mapo,mapo-permuted,apd")
+    settings = compare.Settings(arms=arms, seeds=(1, 2, 3, 4), steps=10, test_freq=5)
+    runs = [
+        {**_run(a.name, seed, _curve(finals[a.name][seed - 1]), estimator=a.estimator), "commit": "abc1234"}
+        for seed in settings.seeds
+        for a in arms
+    ]
+    compare.write_outputs(tmp_path, settings, runs)
+    text = study.report(tmp_path / "summary.json")
+    assert "**Interim: 4 of the planned 8 seeds.**" in text and "--seeds 5-8" in text
+    assert "16 runs (16 completed) of 4 arms x 4 seeds" in text and "code at abc1234" in text
+    # mapo - grpo = +0.05, +0.06, +0.02, +0.05: the interval excludes 0
+    assert (
+        "mapo - grpo (final held-out accuracy): +0.045 [" in text and "the interval excludes 0: mapo is higher" in text
+    )
+    # mapo - mapo-permuted: +0.05, +0.05, +0.03, +0.03, from the paired table against mapo, negated
+    assert "**The permuted-lambda question.** mapo - mapo-permuted (final held-out accuracy): +0.040 [" in text
+    page = tmp_path / "page.md"
+    page.write_text(f"# t\n\n{study.START}old\n{study.END}\nafter\n")
+    study.update_docs(text, page)
+    assert page.read_text() == f"# t\n\n{study.START}{text.rstrip()}\n{study.END}\nafter\n"
