@@ -365,3 +365,22 @@ def test_invisible_characters_in_a_label_folder(tmp_path, helpers, capsys, char,
     assert "skipped 1 (invisible characters in label: 1)" in capsys.readouterr().out
     labels = pq.read_table(tmp_path / "out" / "test.parquet").column("extra_info").to_pylist()[0]["labels"]
     assert labels == ["fear", "joy"]
+
+
+def test_atomic_writes_give_the_mode_a_plain_write_would(tmp_path):
+    """mkstemp's private 0600 is not left on finished files: other readers of a shared data folder need them."""
+    import os
+
+    from mapo_verl.atomic_io import write_text
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = tmp_path / "atomic.txt"
+    write_text(atomic, "x")
+    assert os.stat(atomic).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+    old = os.umask(0o077)
+    try:
+        write_text(tmp_path / "private.txt", "x")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "private.txt").st_mode & 0o777 == 0o600
