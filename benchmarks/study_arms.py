@@ -6,7 +6,7 @@ across groups, APD alone, and the two controls, 8 paired seeds, through verl's t
 
 Runs ``python -m mapo_verl compare`` with :data:`STUDY` (other arguments are passed on and win), times it, and
 prints the tables. ``--publish`` copies ``table.md``, ``curves.png`` and ``summary.json`` into ``docs/learning/`` as
-``study_*``, the result docs/learning.md reports. About 2.2 hours on 2 CPU cores (three runs at a time); never a
+``study_*``, the result docs/learning.md reports. About 2.5 hours on 2 CPU cores (three runs at a time); never a
 test. ``--report SUMMARY`` prints the study's section of docs/learning.md from a summary (every number and verdict
 read from it), ``--update-docs`` writes it between that page's ``study results`` markers.
 """
@@ -94,7 +94,7 @@ def report(summary_path: Path) -> str:
     if len(seeds) < PLANNED_SEEDS:
         n = len(seeds)
         lines += [
-            f"**Interim: {n} of the planned {PLANNED_SEEDS} seeds.** The 48 runs take about 2.2 hours of both cores;",
+            f"**Interim: {n} of the planned {PLANNED_SEEDS} seeds.** The 48 runs take about 2.5 hours of both cores;",
             f"the published files hold seeds 1-{n} of every arm, complete. The remaining seeds run on their own and",
             "merge:",
             "",
