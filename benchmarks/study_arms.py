@@ -68,6 +68,12 @@ def _verdict(a: str, b: str, d: dict[str, Any], what: str) -> str:
     return f"{head}; the interval excludes 0: {a} is {'higher' if d['mean'] > 0 else 'lower'}."
 
 
+def _rerun(run: dict[str, Any]) -> str:
+    """ "grpo-twin seed 6 (failed (exit 1) after 332 s)": a run that completed on a later attempt."""
+    attempts = ", ".join(f"{a['status']} after {float(a['seconds']):.0f} s" for a in run["failed_attempts"])
+    return f"{run['arm']} seed {run['seed']} ({attempts})"
+
+
 def _paired_rows(final: dict[str, Any], area: dict[str, Any], arms: list[str]) -> list[str]:
     rows = [
         "| arm | pairs | final acc difference (95% CI) | smallest detectable | area difference (95% CI) "
@@ -107,6 +113,7 @@ def report(summary_path: Path) -> str:
             "",
         ]
     commits = sorted({str(r.get("commit")) for r in runs})
+    reruns = [_rerun(r) for r in runs if r.get("failed_attempts")]
     lines += [
         "```bash",
         ".venv/bin/python benchmarks/study_arms.py --out out/study_arms --publish",
@@ -117,7 +124,8 @@ def report(summary_path: Path) -> str:
         f"7 Dec 2026, 2 CPU cores: {len(runs)} runs ({len(ok)} completed) of {len(s['arms'])} arms x {len(seeds)} "
         f"seeds, three at a time, each {min(seconds):.0f}-{max(seconds):.0f} s beside two others (code at "
         f"{', '.join(commits)}). "
-        "The `--quick` settings (10 steps of 16 prompts x 8, two PPO updates a step, lr 1e-3, the four-colour task) "
+        + (f"Run again after a failed attempt (left out): {'; '.join(reruns)}. " if reruns else "")
+        + "The `--quick` settings (10 steps of 16 prompts x 8, two PPO updates a step, lr 1e-3, the four-colour task) "
         "with validation before training and every 2 steps on 32 held-out prompts x 4 sampled answers. Files: "
         "[learning/study_table.md](learning/study_table.md) (per run, per question kind, per-step certainty), "
         "[learning/study_summary.json](learning/study_summary.json), "

@@ -72,6 +72,45 @@ def test_merge_refuses_other_settings_and_runs_twice(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "m" / "summary.json").exists()
 
 
+def test_a_rerun_replaces_the_failed_run_of_its_arm_and_seed(tmp_path: Path) -> None:
+    """A crash (out of memory) in the study: grpo-twin seed 2 failed; it runs again alone (``--arms grpo-twin
+    --seeds 2``, no controls) and the merge gives the whole comparison's numbers, the failed attempt named."""
+    whole = json.loads(_comparison(tmp_path / "whole", (1, 2, 3), FINALS).read_text())
+    first = json.loads(_comparison(tmp_path / "first", (1, 2, 3), FINALS).read_text())
+    crashed = next(r for r in first["runs"] if (r["arm"], r["seed"]) == ("grpo-twin", 2))
+    crashed.update(returncode=1, val_acc=[], final_acc=None, area=None, seconds=332.0)
+    (tmp_path / "crashed.json").write_text(json.dumps(first))
+    alone = compare.Settings(arms=compare.parse_arms("grpo-twin"), seeds=(2,), steps=10, test_freq=5)
+    rerun = _run("grpo-twin", 2, _curve(FINALS["grpo-twin"][1]), estimator="grpo")
+    rerun["p"], rerun["lambdas"] = {1: [0.25, 1.0]}, {1: [0.25, 1.0]}
+    compare.write_outputs(tmp_path / "rerun", alone, [rerun])
+    merged_dir = tmp_path / "merged"
+    argv = ["--merge", str(tmp_path / "crashed.json"), str(tmp_path / "rerun" / "summary.json"), "--out"]
+    assert compare.main([*argv, str(merged_dir)]) == 0
+    merged = json.loads((merged_dir / "summary.json").read_text())
+    for key in ("table", "paired", "paired_area", "controls", "arms", "reference"):
+        assert merged[key] == whole[key], key
+    twin = next(r for r in merged["runs"] if (r["arm"], r["seed"]) == ("grpo-twin", 2))
+    assert twin["failed_attempts"] == [{"status": "failed (exit 1)", "seconds": 332.0, "commit": None}]
+    assert (
+        "| grpo-twin | 2 | ok, rerun after 1 failed attempt: failed (exit 1) (332.0 s) |"
+        in (merged_dir / "table.md").read_text()
+    )
+    # the first comparison names the arms: the rerun's one arm first refuses the others
+    again = ["--merge", str(tmp_path / "rerun" / "summary.json"), str(tmp_path / "crashed.json")]
+    assert compare.main([*again, "--out", str(tmp_path / "m2")]) == 2  # the first names the arms: one arm only
+
+
+def test_merge_refuses_an_arm_defined_otherwise(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = _comparison(tmp_path / "first", (1,), FINALS)
+    twin = compare.parse_arms("grpo-twin=grpo:actor_rollout_ref.rollout.seed=7")
+    other = compare.Settings(arms=twin, seeds=(2,), steps=10, test_freq=5)
+    compare.write_outputs(tmp_path / "other", other, [_run("grpo-twin", 2, _curve(0.5), estimator="grpo")])
+    argv = ["--merge", str(first), str(tmp_path / "other" / "summary.json"), "--out", str(tmp_path / "m")]
+    assert compare.main(argv) == 2
+    assert "arms not defined as in" in capsys.readouterr().err
+
+
 def _study_module():
     import importlib.util
     import sys

@@ -665,7 +665,7 @@ def render_table(summary: Mapping[str, Any], target: float) -> str:
 
 def render_runs(runs: Sequence[dict]) -> str:
     """Per run: status, final held-out accuracy and area under the held-out curve (runs not ``ok`` are flagged and
-    left out of every mean)."""
+    left out of every mean; a rerun names the attempts it replaced, :func:`merge`)."""
     lines = ["| arm | seed | status | final held-out acc | area under held-out curve | seconds |"]
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for r in runs:
@@ -673,6 +673,11 @@ def render_runs(runs: Sequence[dict]) -> str:
         area = curve_area(r["val_acc"])
         status = run_status(r)
         flag = "" if status == "ok" else " (left out)"
+        attempts = r.get("failed_attempts") or []
+        if attempts:
+            flag += f", rerun after {len(attempts)} failed attempt{'s' * (len(attempts) > 1)}: " + ", ".join(
+                f"{a['status']} ({a['seconds']} s)" for a in attempts
+            )
         lines.append(
             f"| {arm_of(r)} | {r['seed']} | {status}{flag} | {final} | {'n/a' if area is None else f'{area:.3f}'} | "
             f"{r.get('seconds', 'n/a')} |"
@@ -786,6 +791,7 @@ SUMMARY_FORMAT = 2
 RUN_KEYS = (
     "arm", "estimator", "overrides", "seed", "status", "steps", "metrics", "val_acc", "final_acc", "area", "kinds",
     "returncode", "seconds", "score", "lambda", "p", "lambdas", "lambda_fn", "lambda_assignment", "commit",
+    "failed_attempts",
 )  # fmt: skip
 
 
@@ -802,6 +808,7 @@ def public_run(run: Mapping[str, Any]) -> dict:
         "lambdas": {str(step): lams for step, lams in (run.get("lambdas") or {}).items()},
         "score": [list(point) for point in run.get("score") or []],
         "lambda": [list(point) for point in run.get("lambda") or []],
+        "failed_attempts": list(run.get("failed_attempts") or []),
     }
     return {k: derived[k] if k in derived else run.get(k) for k in RUN_KEYS}
 
@@ -844,38 +851,73 @@ def reread_runs(folder: Path, summary: Mapping[str, Any]) -> list[dict]:
     return runs
 
 
+#: settings that choose what is read from the runs, not how they ran: a merge takes the first comparison's
+MERGE_ANALYSIS_KEYS = frozenset(
+    {"seeds", "arms", "estimators", "reference", "negative_control", "positive_control", "target"}
+)
+
+
+def _attempt(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run that did not complete, as a later run of its arm and seed remembers it."""
+    return {"status": run_status(run), "seconds": run.get("seconds"), "commit": run.get("commit")}
+
+
+def _merge_run(merged: list[dict], run: dict, where: Path) -> None:
+    """Add ``run`` to ``merged``; a run of an (arm, seed) already there replaces it if that one did not complete and
+    this one did (a rerun after a crash), or is kept as one of its ``failed_attempts`` if it did not complete;
+    ValueError for two completed runs of one arm and seed."""
+    key = (run["arm"], run["seed"])
+    at = next((i for i, r in enumerate(merged) if (r["arm"], r["seed"]) == key), None)
+    if at is None:
+        merged.append(run)
+        return
+    old = merged[at]
+    old_ok, new_ok = run_status(old) == "ok", run_status(run) == "ok"
+    if old_ok and new_ok:
+        raise ValueError(f"--merge: {where}: runs already merged: {key[0]} seed {key[1]}")
+    keep, drop = (old, run) if old_ok else (run, old)
+    attempts = [*(old.get("failed_attempts") or []), *(run.get("failed_attempts") or []), _attempt(drop)]
+    merged[at] = {**keep, "failed_attempts": attempts}
+
+
 def merge(paths: Sequence[Path]) -> tuple[Settings, list[dict], dict[int, dict[str, Any]]]:
     """One comparison from several comparisons' ``summary.json`` files (format 2), or their folders (whose runs are
-    then read again from their run folders, :func:`reread_runs`), of the same settings and arms but other seeds
-    (``--seeds 1-7`` now, ``--seeds 8`` later): their settings with the seeds united, their runs (each keeps its
-    ``commit``), their warm-start records. ValueError naming the file for another format, other settings or arms,
-    or an (arm, seed) run twice."""
+    then read again from their run folders, :func:`reread_runs`), of the same settings but other seeds (``--seeds
+    1-7`` now, ``--seeds 8`` later) or reruns of runs that did not complete (``--arms grpo-twin --seeds 6`` after a
+    crash): their settings with the seeds united, their runs (each keeps its ``commit``; a rerun keeps the
+    attempts it replaced, :func:`_merge_run`), their warm-start records. The first names the arms and the analysis
+    (:data:`MERGE_ANALYSIS_KEYS`); a later one may hold fewer arms, each defined as there. ValueError naming the
+    file for another format, other settings, an arm defined otherwise, or two completed runs of one arm and seed."""
     merged: list[dict] = []
     models: dict[int, dict[str, Any]] = {}
     first: dict[str, Any] | None = None
     arms: dict[str, Any] | None = None
+    analysis: dict[str, Any] = {}
     for path in paths:
         path = Path(path)
         summary = json.loads((path / "summary.json" if path.is_dir() else path).read_text())
         if summary.get("format") != SUMMARY_FORMAT:
             raise ValueError(f"--merge: {path}: summary format {summary.get('format')}, not {SUMMARY_FORMAT}")
-        settings = {k: v for k, v in summary["settings"].items() if k != "seeds"}
+        settings = {k: v for k, v in summary["settings"].items() if k not in MERGE_ANALYSIS_KEYS}
         if first is None:
             first, arms = settings, summary["arms"]
-        elif settings != first or summary["arms"] != arms:
+            analysis = {k: v for k, v in summary["settings"].items() if k in MERGE_ANALYSIS_KEYS}
+        elif settings != first:
             differ = sorted(k for k in first.keys() | settings.keys() if first.get(k) != settings.get(k))
-            raise ValueError(f"--merge: {path}: other settings than {paths[0]} ({', '.join(differ) or 'arms'})")
-        seen = {(r["arm"], r["seed"]) for r in merged}
+            raise ValueError(f"--merge: {path}: other settings than {paths[0]} ({', '.join(differ)})")
+        assert arms is not None
+        other = sorted(name for name, arm in summary["arms"].items() if arms.get(name) != arm)
+        if other:
+            raise ValueError(f"--merge: {path}: arms not defined as in {paths[0]}: {', '.join(other)}")
         runs = reread_runs(path, summary) if path.is_dir() else [run_of_record(r) for r in summary["runs"]]
-        twice = sorted({(r["arm"], r["seed"]) for r in runs} & seen)
-        if twice:
-            raise ValueError(f"--merge: {path}: runs already merged: {', '.join(f'{a} seed {s}' for a, s in twice)}")
-        merged += runs
+        for run in runs:
+            _merge_run(merged, run, path)
         models.update({int(seed): record for seed, record in (summary.get("warm_start") or {}).items()})
     assert first is not None
     seeds = tuple(sorted({r["seed"] for r in merged}))
     raw = {
         **first,
+        **analysis,
         "seeds": seeds,
         "arms": tuple(Arm(n, a["estimator"], tuple(a["overrides"])) for n, a in arms.items()),
     }
