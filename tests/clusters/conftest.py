@@ -187,9 +187,16 @@ def ray_cluster(start_ray_node, tmp_path_factory) -> Iterator[RayCluster]:
 
     def start_worker() -> subprocess.Popen:
         log = logs / f"worker-{next(count)}.log"
-        return start_ray_node("worker", "127.0.0.1", "--node-ip-address=127.0.0.1",
-                              f"--dashboard-agent-listen-port={free_port()}", f"--resources={WORKER_RESOURCES}",
-                              env=env, command=command, log=log)
+        return start_ray_node(
+            "worker",
+            "127.0.0.1",
+            "--node-ip-address=127.0.0.1",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--resources={WORKER_RESOURCES}",
+            env=env,
+            command=command,
+            log=log,
+        )
 
     cluster = RayCluster(gcs, f"http://127.0.0.1:{dashboard}", head, start_worker(), start_worker)
     wait_for_nodes(gcs, 2, [head, cluster.worker])

@@ -153,4 +153,3 @@ def test_the_same_seed_and_weights_give_the_same_samples_however_they_are_batche
     _fresh_draws(server, version=1)
     assert _samples(server, prompt_ids, image, [8]) != whole, "new weights drew the same samples"
     _fresh_draws(server)
-

@@ -101,8 +101,9 @@ def test_a_missing_field_names_the_key_and_the_fields_present(rng):
     with pytest.raises(ValueError, match=r"success_key='acc'.*no 'acc' field \(present: \['format', 'uid'\]\)"):
         ray_trainer.compute_advantage(data, adv_estimator="mapo", config=_algorithm())
     keys = [f"{u}_{i}_0" for i, u in enumerate(uids)]
-    with success_field.reward_fields_for({k: {"score": 1.0} for k in keys}), pytest.raises(
-        ValueError, match=r"no 'acc' field \(present: \['score'\]\)"
+    with (
+        success_field.reward_fields_for({k: {"score": 1.0} for k in keys}),
+        pytest.raises(ValueError, match=r"no 'acc' field \(present: \['score'\]\)"),
     ):
         v1_utils.compute_advantage_for_multi_trajectories(data, keys, "mapo", config=_algorithm())
 

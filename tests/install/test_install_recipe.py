@@ -61,7 +61,7 @@ def test_torch_is_installed_before_flash_attn_without_build_isolation():
 
 def test_the_gpu_extra_leaves_flash_attn_to_the_recipe():
     """`pip install -e '.[gpu]'` must not build flash-attn under build isolation (it imports torch to build)."""
-    gpu = [Requirement(r) for r in metadata.requires("mapo-verl") or [] if "extra == \"gpu\"" in r]
+    gpu = [Requirement(r) for r in metadata.requires("mapo-verl") or [] if 'extra == "gpu"' in r]
     assert gpu and all(r.name != "flash-attn" for r in gpu)
 
 
