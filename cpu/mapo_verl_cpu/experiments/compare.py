@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapo_verl.atomic_io import write_text
-from mapo_verl.supervise import ending_trees_on_sigterm
+from mapo_verl.supervise import Outcome, ending_trees_on_sigterm
 from mapo_verl.verl_log import METRICS_FILE, TRAINING_STEP_KEY
 from mapo_verl_cpu.experiments.statistics import (
     Estimate,
@@ -785,6 +785,43 @@ def plot(runs: Sequence[dict], path: Path) -> bool:
     return True
 
 
+#: Ray's words when the node a run's ``ray.init`` starts misses its deadline (seen with four runs starting on 2
+#: cores); nothing has trained yet, so such a run is started again, up to :data:`START_ATTEMPTS` times in all
+RAY_START_TIMEOUT = "timed out during startup"
+START_ATTEMPTS = 2
+
+
+def failed_to_start(outcome: Outcome) -> bool:
+    """Did the run end before its trainer came up because Ray's node did not start in time (a transient of load,
+    not of the run's settings)? An exit that is not 0, no progress message shown, Ray's words in the log's tail."""
+    return (
+        outcome.returncode != 0
+        and not outcome.timed_out
+        and outcome.last_progress is None
+        and any(RAY_START_TIMEOUT in line for line in outcome.tail)
+    )
+
+
+def run_until_started(
+    attempt: Callable[[], Outcome], log_path: Path, report: Callable[[str], None]
+) -> tuple[Outcome, list[dict[str, Any]]]:
+    """``attempt()`` again while it :func:`failed_to_start`, :data:`START_ATTEMPTS` times at most; each failed
+    attempt's log is kept beside ``log_path`` as ``<stem>.attempt<N>.log``. The last outcome, and the failed
+    attempts as a run's ``failed_attempts`` records them."""
+    failed: list[dict[str, Any]] = []
+    for number in range(1, START_ATTEMPTS + 1):
+        outcome = attempt()
+        if number == START_ATTEMPTS or not failed_to_start(outcome):
+            return outcome, failed
+        kept = log_path.with_name(f"{log_path.stem}.attempt{number}{log_path.suffix}")
+        log_path.replace(kept)
+        failed.append(
+            {"status": f"failed (exit {outcome.returncode}): Ray did not start", "seconds": round(outcome.seconds, 1)}
+        )
+        report(f"Ray's node did not start in time (load); starting again (its log: {kept.name})")
+    raise AssertionError("unreachable")
+
+
 #: ``summary.json``'s format: 2 since arms (1: keyed by estimator, no ``arms``/``paired``; :func:`read_summary`)
 SUMMARY_FORMAT = 2
 #: the keys of each run's record in ``summary.json``
@@ -1313,7 +1350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         def report(msg: str) -> None:
             log(f"  [{name} s{seed}] {msg}")
 
-        outcome = run_with("local", spec, Placement(), invocation.timeout, report)
+        outcome, failed = run_until_started(
+            lambda: run_with("local", spec, Placement(), invocation.timeout, report), spec.log_path, report
+        )
         result = read_run(spec.out, mapo[(name, seed)])
         curve = " ".join(f"{s}:{a:.2f}" for s, a in result["val_acc"])
         log(f"  {name} seed {seed}: held-out accuracy by step {curve or '(none)'} ({outcome.seconds:.0f} s)")
@@ -1327,6 +1366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "returncode": 124 if outcome.timed_out else outcome.returncode,
                 "seconds": round(outcome.seconds, 1),
                 "commit": commit,
+                "failed_attempts": [{**attempt, "commit": commit} for attempt in failed],
                 **result,
             }
             write_outputs(out, settings, [done[key] for key in plan if key in done], models)
