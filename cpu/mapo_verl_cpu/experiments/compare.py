@@ -276,7 +276,7 @@ class Settings:
     mini_batch: int = option(8, help_text="cpu: prompts per PPO update, a divisor of --prompts (8 of 16: two a step)")
     lr: float = option(CPU_LR, help_text="cpu: actor learning rate, every arm (unless it overrides it)")
     train_size: int = option(512, help_text="cpu: shapes training prompts (python -m data_prep.shapes)")
-    test_size: int = option(64, help_text="cpu: shapes held-out prompts")
+    test_size: int = option(32, help_text="cpu: shapes held-out prompts (each validated --val-samples times)")
     colours: int = option(4, help_text="cpu: colours the shapes colour question asks about (2-4)", choices=(2, 3, 4))
     val_samples: int = option(
         4,
