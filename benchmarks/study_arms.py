@@ -35,7 +35,7 @@ STUDY = (
     "--seeds", "8",
     "--negative-control", "grpo,grpo-twin",
     "--positive-control", "grpo-quarter-lr",
-    # 32 held-out prompts x 4 sampled answers (--quick: 64 x 4): 48 runs fit in about 1.5 hours of 2 cores
+    # 32 held-out prompts x 4 sampled answers (compare's default, spelled out): 48 runs take about 2.5 hours
     "--test-size", "32",
     "--jobs", "3",
 )  # fmt: skip

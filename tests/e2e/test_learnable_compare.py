@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.ray]
 REPO = Path(__file__).resolve().parents[2]
 #: shorter than --quick's 10 steps
 STEPS, TEST_FREQ = 4, 2
-#: held-out prompts (--quick: 64): each validation answers every one 4 times, one generate call a prompt
+#: held-out prompts (--quick: 32): each validation answers every one 4 times, one generate call a prompt
 TEST_SIZE = 16
 ARMS = ("grpo", "mapo-permuted")
 RUN_TIMEOUT_S = 900
