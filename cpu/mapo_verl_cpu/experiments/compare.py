@@ -325,8 +325,8 @@ class Invocation:
 
 
 #: ``--quick``: the knobs marked ``quick`` at their defaults, as the command line spells them (the arms mapo and
-#: grpo, 2 seeds each, two runs at a time): pairs of its runs took 387-394 s on 2 CPU cores, so about 13.5 minutes
-#: in all (docs/measurements.md)
+#: grpo, 2 seeds each, two runs at a time): a pair of its runs took 509 s on 2 CPU cores, about 17 minutes in all
+#: (docs/measurements.md)
 QUICK: Mapping[str, Any] = {f.name: f.metadata["default"] for f in fields(Settings) if f.metadata["quick"]}
 
 
