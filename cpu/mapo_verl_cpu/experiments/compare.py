@@ -809,17 +809,16 @@ def run_until_started(
     attempt's log is kept beside ``log_path`` as ``<stem>.attempt<N>.log``. The last outcome, and the failed
     attempts as a run's ``failed_attempts`` records them."""
     failed: list[dict[str, Any]] = []
-    for number in range(1, START_ATTEMPTS + 1):
-        outcome = attempt()
-        if number == START_ATTEMPTS or not failed_to_start(outcome):
-            return outcome, failed
-        kept = log_path.with_name(f"{log_path.stem}.attempt{number}{log_path.suffix}")
+    outcome = attempt()
+    while len(failed) + 1 < START_ATTEMPTS and failed_to_start(outcome):
+        kept = log_path.with_name(f"{log_path.stem}.attempt{len(failed) + 1}{log_path.suffix}")
         log_path.replace(kept)
         failed.append(
             {"status": f"failed (exit {outcome.returncode}): Ray did not start", "seconds": round(outcome.seconds, 1)}
         )
         report(f"Ray's node did not start in time (load); starting again (its log: {kept.name})")
-    raise AssertionError("unreachable")
+        outcome = attempt()
+    return outcome, failed
 
 
 #: ``summary.json``'s format: 2 since arms (1: keyed by estimator, no ``arms``/``paired``; :func:`read_summary`)
@@ -920,8 +919,8 @@ def _merge_run(merged: list[dict], run: dict, where: Path) -> None:
 def merge(paths: Sequence[Path]) -> tuple[Settings, list[dict], dict[int, dict[str, Any]]]:
     """One comparison from several comparisons' ``summary.json`` files (format 2), or their folders (whose runs are
     then read again from their run folders, :func:`reread_runs`), of the same settings but other seeds (``--seeds
-    1-7`` now, ``--seeds 8`` later) or reruns of runs that did not complete (``--arms grpo-twin --seeds 6`` after a
-    crash): their settings with the seeds united, their runs (each keeps its ``commit``; a rerun keeps the
+    1-7`` now, ``--seeds 8`` later) or reruns of runs that did not complete (``--arms grpo-twin --seeds 6-6`` after
+    a crash): their settings with the seeds united, their runs (each keeps its ``commit``; a rerun keeps the
     attempts it replaced, :func:`_merge_run`), their warm-start records. The first names the arms and the analysis
     (:data:`MERGE_ANALYSIS_KEYS`); a later one may hold fewer arms, each defined as there. ValueError naming the
     file for another format, other settings, an arm defined otherwise, or two completed runs of one arm and seed."""
