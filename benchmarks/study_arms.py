@@ -35,6 +35,8 @@ STUDY = (
     "--seeds", "8",
     "--negative-control", "grpo,grpo-twin",
     "--positive-control", "grpo-quarter-lr",
+    # the published study's 10 steps (--quick: 8, to fit its 15 minutes)
+    "--steps", "10",
     # 32 held-out prompts x 4 sampled answers (compare's default, spelled out): 48 runs take about 2.5 hours
     "--test-size", "32",
     "--jobs", "3",
@@ -70,8 +72,18 @@ def _verdict(a: str, b: str, d: dict[str, Any], what: str) -> str:
 
 def _rerun(run: dict[str, Any]) -> str:
     """ "grpo-twin seed 6 (failed (exit 1) after 332 s)": a run that completed on a later attempt."""
-    attempts = ", ".join(f"{a['status']} after {float(a['seconds']):.0f} s" for a in run["failed_attempts"])
+    attempts = ", ".join(map(compare.attempt_text, run["failed_attempts"]))
     return f"{run['arm']} seed {run['seed']} ({attempts})"
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    """What every run of the study did, from ``summary.json``'s settings."""
+    return (
+        f"{settings['steps']} steps of {settings['prompts']} prompts x {settings['n']}, "
+        f"{settings['prompts'] // settings['mini_batch']} PPO updates a step, lr {settings['lr']:g}, the "
+        f"{settings['colours']}-colour task, validation before training and every {settings['test_freq']} steps on "
+        f"{settings['test_size']} held-out prompts x {settings['val_samples']} sampled answers"
+    )
 
 
 def _paired_rows(final: dict[str, Any], area: dict[str, Any], arms: list[str]) -> list[str]:
@@ -117,16 +129,15 @@ def report(summary_path: Path) -> str:
     lines += [
         "```bash",
         ".venv/bin/python benchmarks/study_arms.py --out out/study_arms --publish",
-        "# = python -m mapo_verl compare --quick --arms grpo,mapo,mapo-permuted,apd,grpo-twin,grpo-quarter-lr \\",
-        "#     --seeds 8 --negative-control grpo,grpo-twin --positive-control grpo-quarter-lr --test-size 32 --jobs 3",
+        f"# = python -m mapo_verl compare --quick {' '.join(STUDY[:2])} \\",
+        f"#     {' '.join(STUDY[2:])}",
         "```",
         "",
         f"7 Dec 2026, 2 CPU cores: {len(runs)} runs ({len(ok)} completed) of {len(s['arms'])} arms x {len(seeds)} "
         f"seeds, three at a time, each {min(seconds):.0f}-{max(seconds):.0f} s beside two others (code at "
         f"{', '.join(commits)}). "
         + (f"Run again after a failed attempt (left out): {'; '.join(reruns)}. " if reruns else "")
-        + "The `--quick` settings (10 steps of 16 prompts x 8, two PPO updates a step, lr 1e-3, the four-colour task) "
-        "with validation before training and every 2 steps on 32 held-out prompts x 4 sampled answers. Files: "
+        + f"Settings: {_settings_text(s['settings'])}. Files: "
         "[learning/study_table.md](learning/study_table.md) (per run, per question kind, per-step certainty), "
         "[learning/study_summary.json](learning/study_summary.json), "
         "[learning/study_curves.png](learning/study_curves.png).",

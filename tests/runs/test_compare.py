@@ -221,7 +221,7 @@ def test_parser_and_quick_preset_come_from_one_declaration() -> None:
             assert compare.settings_of(_args(f"--{knob.name.replace('_', '-')}", str(text))) == defaults
     assert (defaults.arms, defaults.seeds) == ((compare.Arm("mapo", "mapo"), compare.Arm("grpo", "grpo")), (1, 2))
     # --quick: exactly the preset (the knobs marked quick), as if each of its flags were given
-    assert compare.QUICK == {"arms": "mapo,grpo", "seeds": "2", "steps": 10, "test_freq": 2}
+    assert compare.QUICK == {"arms": "mapo,grpo", "seeds": "2", "steps": 8, "test_freq": 2}
     assert {k.name: k.metadata["default"] for k in fields(compare.Settings) if k.metadata["quick"]} == compare.QUICK
     spelled = [a for name, value in compare.QUICK.items() for a in (f"--{name.replace('_', '-')}", str(value))]
     quick = compare.settings_of(_args("--quick"))

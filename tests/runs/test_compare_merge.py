@@ -93,7 +93,7 @@ def test_a_rerun_replaces_the_failed_run_of_its_arm_and_seed(tmp_path: Path) -> 
     twin = next(r for r in merged["runs"] if (r["arm"], r["seed"]) == ("grpo-twin", 2))
     assert twin["failed_attempts"] == [{"status": "failed (exit 1)", "seconds": 332.0, "commit": None}]
     assert (
-        "| grpo-twin | 2 | ok, rerun after 1 failed attempt: failed (exit 1) (332.0 s) |"
+        "| grpo-twin | 2 | ok, rerun after 1 failed attempt: failed (exit 1) after 332 s |"
         in (merged_dir / "table.md").read_text()
     )
     # the first comparison names the arms: the rerun's one arm first refuses the others

@@ -50,7 +50,7 @@ def test_a_failed_start_runs_again_once_and_its_log_is_kept(tmp_path: Path) -> N
     ok = _outcome(0, ["done"], progress="final validation done")
     outcome, failed, said, made = _attempts([_outcome(1, RAY_DID_NOT_START), ok], log)
     assert made == 2 and outcome is ok
-    assert failed == [{"status": "failed (exit 1): Ray did not start", "seconds": 124.4}]
+    assert failed == [{"status": "failed (exit 1): Ray did not start", "seconds": 124.4, "commit": None}]
     assert (tmp_path / "main_ppo.attempt1.log").read_text() == "attempt 1\n"
     assert log.read_text() == "attempt 2\n" and "starting again" in said[0]
 

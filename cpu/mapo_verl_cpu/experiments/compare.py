@@ -263,7 +263,7 @@ class Settings:
         cli=seed_list,
         quick=True,
     )
-    steps: int = option(10, help_text="training steps per run", quick=True)
+    steps: int = option(8, help_text="training steps per run", quick=True)
     #: left out, it is at most ``steps`` (:func:`settings_of`): every run validates at least once after training
     test_freq: int = option(2, help_text="validate every N steps; left out, at most --steps", quick=True)
     backend: str = option(
@@ -325,8 +325,8 @@ class Invocation:
 
 
 #: ``--quick``: the knobs marked ``quick`` at their defaults, as the command line spells them (the arms mapo and
-#: grpo, 2 seeds each, two runs at a time): a pair of its runs took 509 s on 2 CPU cores, about 17 minutes in all
-#: (docs/measurements.md)
+#: grpo, 2 seeds each, two runs at a time, 8 steps): under 15 minutes on 2 CPU cores, the model built on the way
+#: (docs/measurements.md; at 10 steps it took 17 min)
 QUICK: Mapping[str, Any] = {f.name: f.metadata["default"] for f in fields(Settings) if f.metadata["quick"]}
 
 
@@ -676,7 +676,7 @@ def render_runs(runs: Sequence[dict]) -> str:
         attempts = r.get("failed_attempts") or []
         if attempts:
             flag += f", rerun after {len(attempts)} failed attempt{'s' * (len(attempts) > 1)}: " + ", ".join(
-                f"{a['status']} ({a['seconds']} s)" for a in attempts
+                map(attempt_text, attempts)
             )
         lines.append(
             f"| {arm_of(r)} | {r['seed']} | {status}{flag} | {final} | {'n/a' if area is None else f'{area:.3f}'} | "
@@ -803,22 +803,32 @@ def failed_to_start(outcome: Outcome) -> bool:
 
 
 def run_until_started(
-    attempt: Callable[[], Outcome], log_path: Path, report: Callable[[str], None]
+    attempt: Callable[[], Outcome], log_path: Path, report: Callable[[str], None], commit: str | None = None
 ) -> tuple[Outcome, list[dict[str, Any]]]:
     """``attempt()`` again while it :func:`failed_to_start`, :data:`START_ATTEMPTS` times at most; each failed
     attempt's log is kept beside ``log_path`` as ``<stem>.attempt<N>.log``. The last outcome, and the failed
-    attempts as a run's ``failed_attempts`` records them."""
+    attempts as a run's ``failed_attempts`` records them (:func:`failed_attempt`, ``commit`` the code's)."""
     failed: list[dict[str, Any]] = []
     outcome = attempt()
     while len(failed) + 1 < START_ATTEMPTS and failed_to_start(outcome):
         kept = log_path.with_name(f"{log_path.stem}.attempt{len(failed) + 1}{log_path.suffix}")
         log_path.replace(kept)
-        failed.append(
-            {"status": f"failed (exit {outcome.returncode}): Ray did not start", "seconds": round(outcome.seconds, 1)}
-        )
+        failed.append(failed_attempt(f"failed (exit {outcome.returncode}): Ray did not start", outcome.seconds, commit))
         report(f"Ray's node did not start in time (load); starting again (its log: {kept.name})")
         outcome = attempt()
     return outcome, failed
+
+
+def failed_attempt(status: str, seconds: float | None, commit: str | None) -> dict[str, Any]:
+    """One attempt of a run that did not complete, as the run's ``failed_attempts`` records it: its status, its
+    seconds and the code's commit (a start :func:`run_until_started` repeated, or a run a merge replaced)."""
+    return {"status": status, "seconds": None if seconds is None else round(float(seconds), 1), "commit": commit}
+
+
+def attempt_text(attempt: Mapping[str, Any]) -> str:
+    """A failed attempt in words: ``failed (exit 1) after 332 s``."""
+    seconds = attempt.get("seconds")
+    return attempt["status"] if seconds is None else f"{attempt['status']} after {float(seconds):.0f} s"
 
 
 #: ``summary.json``'s format: 2 since arms (1: keyed by estimator, no ``arms``/``paired``; :func:`read_summary`)
@@ -893,11 +903,6 @@ MERGE_ANALYSIS_KEYS = frozenset(
 )
 
 
-def _attempt(run: Mapping[str, Any]) -> dict[str, Any]:
-    """A run that did not complete, as a later run of its arm and seed remembers it."""
-    return {"status": run_status(run), "seconds": run.get("seconds"), "commit": run.get("commit")}
-
-
 def _merge_run(merged: list[dict], run: dict, where: Path) -> None:
     """Add ``run`` to ``merged``; a run of an (arm, seed) already there replaces it if that one did not complete and
     this one did (a rerun after a crash), or is kept as one of its ``failed_attempts`` if it did not complete;
@@ -912,7 +917,11 @@ def _merge_run(merged: list[dict], run: dict, where: Path) -> None:
     if old_ok and new_ok:
         raise ValueError(f"--merge: {where}: runs already merged: {key[0]} seed {key[1]}")
     keep, drop = (old, run) if old_ok else (run, old)
-    attempts = [*(old.get("failed_attempts") or []), *(run.get("failed_attempts") or []), _attempt(drop)]
+    attempts = [
+        *(old.get("failed_attempts") or []),
+        *(run.get("failed_attempts") or []),
+        failed_attempt(run_status(drop), drop.get("seconds"), drop.get("commit")),
+    ]
     merged[at] = {**keep, "failed_attempts": attempts}
 
 
@@ -1211,7 +1220,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Trailing key=value arguments are Hydra overrides for every run.",
     )
     preset = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in QUICK.items())
-    parser.add_argument("--quick", action="store_true", help=f"the CPU preset, also the defaults: {preset} (~10 min)")
+    quick_help = f"the CPU preset, also the defaults: {preset} (~14 min on 2 cores)"
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     for knob in (*fields(Invocation), *fields(Settings)):
         _add_option(parser, knob)
     return parser
@@ -1350,7 +1360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"  [{name} s{seed}] {msg}")
 
         outcome, failed = run_until_started(
-            lambda: run_with("local", spec, Placement(), invocation.timeout, report), spec.log_path, report
+            lambda: run_with("local", spec, Placement(), invocation.timeout, report), spec.log_path, report, commit
         )
         result = read_run(spec.out, mapo[(name, seed)])
         curve = " ".join(f"{s}:{a:.2f}" for s, a in result["val_acc"])
@@ -1365,7 +1375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "returncode": 124 if outcome.timed_out else outcome.returncode,
                 "seconds": round(outcome.seconds, 1),
                 "commit": commit,
-                "failed_attempts": [{**attempt, "commit": commit} for attempt in failed],
+                "failed_attempts": failed,
                 **result,
             }
             write_outputs(out, settings, [done[key] for key in plan if key in done], models)
