@@ -325,7 +325,7 @@ class Invocation:
 
 
 #: ``--quick``: the knobs marked ``quick`` at their defaults, as the command line spells them (the arms mapo and
-#: grpo, 2 seeds each, two runs at a time, 8 steps): under 15 minutes on 2 CPU cores, the model built on the way
+#: grpo, 2 seeds each, two runs at a time, 8 steps): under 15 minutes on 2 CPU cores, the models built on the way
 #: (docs/measurements.md; at 10 steps it took 17 min)
 QUICK: Mapping[str, Any] = {f.name: f.metadata["default"] for f in fields(Settings) if f.metadata["quick"]}
 
