@@ -3,10 +3,10 @@
 ``python -m mapo_verl compare --arms grpo,mapo-permuted``, one seed, STEPS steps (the two runs at a time), on the
 ``shapes`` task, checked through its ``summary.json``, table and plot: both runs complete and validate, the files
 are written, and the two arms' first-step rollouts are identical (seed 1's model, data and sampling for both: the
-pairing). No rise is asserted: over 4 steps (and these are 2) the sampled held-out accuracy moved by less than its
-noise in the calibration runs (docs/learning.md). Then the newcomer's ``smoke`` without ``../shared``, whose groups
-must succeed at varied rates so that MAPO mixes (0 < mean lambda < 1 in some step) and whose output matches the
-README's sample.
+pairing). No rise is asserted (this run has 2 steps): even over 4 steps the sampled held-out accuracy moved by less
+than its noise in the calibration runs (docs/learning.md). Then the newcomer's ``smoke`` without ``../shared``,
+whose groups must succeed at varied rates so that MAPO mixes (0 < mean lambda < 1 in some step) and whose output
+matches the README's sample.
 """
 
 from __future__ import annotations

@@ -928,7 +928,7 @@ def _merge_run(merged: list[dict], run: dict, where: Path) -> None:
 def merge(paths: Sequence[Path]) -> tuple[Settings, list[dict], dict[int, dict[str, Any]]]:
     """One comparison from several comparisons' ``summary.json`` files (format 2), or their folders (whose runs are
     then read again from their run folders, :func:`reread_runs`), of the same settings but other seeds (``--seeds
-    1-7`` now, ``--seeds 8`` later) or reruns of runs that did not complete (``--arms grpo-twin --seeds 6-6`` after
+    1-7`` now, ``--seeds 8-8`` later) or reruns of runs that did not complete (``--arms grpo-twin --seeds 6-6`` after
     a crash): their settings with the seeds united, their runs (each keeps its ``commit``; a rerun keeps the
     attempts it replaced, :func:`_merge_run`), their warm-start records. The first names the arms and the analysis
     (:data:`MERGE_ANALYSIS_KEYS`); a later one may hold fewer arms, each defined as there. ValueError naming the
